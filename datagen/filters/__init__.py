@@ -1,0 +1,1 @@
+"""Verdicts on records. Filters are pure: a record (or text) in, a Verdict out."""

@@ -1,0 +1,234 @@
+"""The only network boundary: an async OpenAI-compatible client with cache, retries and accounting.
+
+Methods ask `Teacher.complete(prompt, params)` and get a `Completion`; whether it came from the
+cache, the embedded llama.cpp server, vLLM or OpenAI is invisible to them.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from datagen.errors import DatagenError, TeacherUnavailable
+from datagen.teacher.cache import ResponseCache, request_key
+from datagen.teacher.config import TeacherConfig
+from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
+from datagen.teacher.usage import Usage
+
+log = logging.getLogger("datagen.teacher")
+
+# Sampling parameters we pass through; anything else in `params` is a programming error.
+SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed", "n")
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool
+    key: str
+    model: str
+
+
+class _Retry(Exception):
+    def __init__(self, cause: str, wait_s: float | None = None, detail: str = ""):
+        super().__init__(cause)
+        self.cause, self.wait_s, self.detail = cause, wait_s, detail
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """Honour `retry-after-ms` (OpenAI) and `Retry-After` (seconds or an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    ra = headers.get("retry-after")
+    if not ra:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(ra)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
+class Teacher:
+    """Async teacher client. Use as `async with Teacher(cfg, cache) as t: await t.complete(...)`."""
+
+    def __init__(self, config: TeacherConfig, cache: ResponseCache | None = None, role: str = "teacher",
+                 embedded: EmbeddedTeacher | None = None, rng: random.Random | None = None):
+        self.config = config
+        self.cache = cache
+        self.usage = Usage(role=role)
+        self._embedded = embedded or (EmbeddedTeacher() if config.embedded else None)
+        self._base_url = config.base_url
+        self._start_lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._seen: Counter = Counter()
+        self._rng = rng or random.Random()
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def model(self) -> str:
+        if self.config.model:
+            return self.config.model
+        if self.config.embedded:
+            return MODEL_ALIAS
+        raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
+
+    @property
+    def base_url(self) -> str | None:
+        return self._base_url
+
+    async def __aenter__(self) -> "Teacher":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self._embedded is not None:
+            await asyncio.to_thread(self._embedded.stop)
+
+    async def _ensure_endpoint(self) -> httpx.AsyncClient:
+        """Start the embedded server and the HTTP client on the first cache miss only."""
+        if self._client is not None:
+            return self._client
+        async with self._start_lock:
+            if self._client is None:
+                if self._base_url is None:
+                    self._base_url = await asyncio.to_thread(self._embedded.start)
+                headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+                limits = httpx.Limits(max_connections=self.config.max_concurrency,
+                                      max_keepalive_connections=self.config.max_concurrency)
+                self._client = httpx.AsyncClient(base_url=self._base_url, headers=headers, limits=limits,
+                                                 timeout=httpx.Timeout(self.config.timeout_s, connect=10.0))
+        return self._client
+
+    def _request(self, prompt: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        unknown = set(params) - set(SAMPLING_KEYS)
+        if unknown:
+            raise ValueError(f"unknown sampling parameters: {sorted(unknown)}")
+        body: dict[str, Any] = {"model": self.model, **params}
+        if self.config.api == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+            return "/chat/completions", body
+        body["prompt"] = prompt
+        return "/completions", body
+
+    async def complete(self, prompt: str, params: dict[str, Any], sample: int | None = None) -> Completion:
+        """One completion for `prompt`. Identical requests in one run get successive sample indexes,
+        so repeated sampling of the same prompt is not collapsed by the cache, yet a rerun hits it."""
+        path, body = self._request(prompt, params)
+        base_key = request_key({"endpoint": path, **body})
+        if sample is None:
+            sample = self._seen[base_key]
+            self._seen[base_key] += 1
+        key = request_key({"endpoint": path, "sample": sample, **body})
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.usage.cache_hits += 1
+                self.usage.cached_prompt_tokens += hit["prompt_tokens"]
+                self.usage.cached_completion_tokens += hit["completion_tokens"]
+                return Completion(cached=True, key=key, **hit)
+        async with self._sem:
+            data = await self._post_with_retries(path, body)
+        choice = (data.get("choices") or [{}])[0]
+        if path == "/chat/completions":
+            text = ((choice.get("message") or {}).get("content")) or ""
+        else:
+            text = choice.get("text") or ""
+        usage = data.get("usage") or {}
+        result = {
+            "text": text,
+            "finish_reason": choice.get("finish_reason") or "stop",
+            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0),
+            "model": data.get("model") or self.model,
+        }
+        self.usage.requests += 1
+        self.usage.prompt_tokens += result["prompt_tokens"]
+        self.usage.completion_tokens += result["completion_tokens"]
+        self.usage.finish_reasons[result["finish_reason"]] += 1
+        if self.cache is not None:
+            self.cache.put(key, result)
+        return Completion(cached=False, key=key, **result)
+
+    async def _post_with_retries(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        client = await self._ensure_endpoint()
+        cfg = self.config
+        last: _Retry | None = None
+        for attempt in range(cfg.max_retries + 1):
+            if last is not None:
+                backoff = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
+                wait = self._rng.uniform(backoff / 2, backoff)  # jitter spreads a thundering herd
+                if last.wait_s is not None:
+                    wait = max(wait, last.wait_s) if last.cause == "429" else last.wait_s
+                await asyncio.sleep(wait)
+            self.usage.attempts += 1
+            try:
+                return await self._post_once(client, path, body)
+            except _Retry as r:
+                self.usage.retries[r.cause] += 1
+                last = r
+                log.debug("retrying %s after %s (%s)", path, r.cause, r.detail)
+        host = httpx.URL(self._base_url).host
+        raise TeacherUnavailable(
+            f"teacher at {host}: still failing after {cfg.max_retries} retries (last: {last.cause} {last.detail})".rstrip())
+
+    async def _post_once(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = await client.post(path.lstrip("/"), json=body)
+        except httpx.TimeoutException as e:
+            raise _Retry("timeout", detail=type(e).__name__) from None
+        except httpx.TransportError as e:
+            raise _Retry("connection", detail=type(e).__name__) from None
+        if resp.status_code == 200:
+            try:
+                data = resp.json()
+            except ValueError:
+                raise _Retry("invalid_json", detail="response body is not JSON") from None
+            if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+                raise _Retry("invalid_json", detail="response has no choices")
+            return data
+        if resp.status_code in RETRY_STATUS:
+            cause = "429" if resp.status_code == 429 else str(resp.status_code)
+            raise _Retry(cause, wait_s=retry_after_seconds(resp.headers), detail=f"HTTP {resp.status_code}")
+        host = httpx.URL(self._base_url).host
+        message = _error_message(resp)
+        if resp.status_code in (401, 403):
+            raise DatagenError(f"teacher at {host}: HTTP {resp.status_code}, the API key was refused "
+                               f"(check OPENAI_API_KEY): {message}")
+        if resp.status_code == 404:
+            raise DatagenError(f"teacher at {host}: HTTP 404 for {path} with --model '{body.get('model')}': "
+                               f"unknown model or endpoint (does it speak the OpenAI API under /v1?): {message}")
+        raise DatagenError(f"teacher at {host}: HTTP {resp.status_code} for {path}: {message}")
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json().get("error")
+        if isinstance(err, dict):
+            return str(err.get("message", ""))[:300]
+        return str(err)[:300]
+    except Exception:
+        return resp.text[:300].replace("\n", " ")
