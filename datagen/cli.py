@@ -1,0 +1,210 @@
+"""The `datagen` command. Parses flags and YAML config, starts a flow, shows progress and a summary.
+
+Errors a user can fix (DatagenError) print as one line and exit 2 (1 for an endpoint that stays down);
+anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from datagen import progress
+from datagen.errors import DatagenError
+
+app = typer.Typer(help="datagen: manufacture instruction-tuning data with a teacher LLM, dedup it, publish "
+                       "versioned datasets (Alpaca / ShareGPT / OpenAI messages).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+run_app = typer.Typer(help="Run a recipe and publish a new dataset version.", no_args_is_help=True)
+teacher_app = typer.Typer(help="The teacher LLM endpoint.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(teacher_app, name="teacher")
+
+console = Console(stderr=True)
+
+
+class Api(str, Enum):
+    completions = "completions"
+    chat = "chat"
+
+
+class Tokenizer(str, Enum):
+    rouge_score = "rouge_score"
+    unicode = "unicode"
+
+
+def _prefect_defaults() -> None:
+    """Offline-friendly Prefect settings, set before Prefect is imported; the user's own win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _load_yaml(path: Optional[Path]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatagenError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise DatagenError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DatagenError(f"{path}:1: expected a mapping of settings at the top level")
+    return data
+
+
+def _progress_view(p: progress.Progress, started: float) -> Table:
+    t = p.totals()
+    table = Table.grid(padding=(0, 2))
+    table.add_row(
+        f"[bold]{p.stage}[/] round {p.round}",
+        f"instructions [bold green]{p.accepted}[/]/{p.target}",
+        f"requests {t['requests']}",
+        f"cache hits {t['cache_hits']}",
+        f"retries {t['retries']}",
+        f"tokens {t['tokens']:,}",
+        f"{time.monotonic() - started:5.0f} s",
+    )
+    return table
+
+
+def _summary(result: dict[str, Any], wall: float) -> Table:
+    m = result["manifest"]
+    c = m["counts"]
+    table = Table(title=f"datagen {m['recipe']}: {m['dataset']} {m['version']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("kept", f"{c['instructions']} instructions, {c['records']} records")
+    for stage, reasons in m["rejected"].items():
+        table.add_row(f"rejected ({stage})", ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    for u in m["usage"]:
+        table.add_row(f"{u['role']} usage",
+                      f"{u['requests']} requests, {u['cache_hits']} cache hits, "
+                      f"{sum(u['retries'].values())} retries, {u['prompt_tokens']:,} in + "
+                      f"{u['completion_tokens']:,} out tokens")
+    if m.get("partial"):
+        table.add_row("[yellow]partial[/]", f"stopped early: {m['partial']}")
+    table.add_row("wall time", f"{wall:.1f} s")
+    table.add_row("published", result["path"])
+    return table
+
+
+@run_app.command("self-instruct")
+def run_self_instruct(
+    seeds: Path = typer.Option(..., "--seeds", help="Seed tasks: Self-Instruct JSONL, Alpaca JSON/JSONL, or .txt (one instruction per line)."),
+    num_instructions: int = typer.Option(10, "--num-instructions", "-n", min=1, help="New instructions (each with valid instances) to generate."),
+    name: str = typer.Option("self-instruct", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
+    seed: int = typer.Option(42, "--seed", help="Random seed for prompt sampling (same seed + same answers = same dataset)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint (required with --base-url)."),
+    api: Optional[Api] = typer.Option(None, "--api", help="completions (default; legacy endpoint, as the paper) or chat (same prompts as chat messages)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens (the paper's values otherwise)."),
+    prompts_per_round: int = typer.Option(8, "--prompts-per-round", min=1, help="Bootstrap prompts per round at most."),
+    rouge_tokenizer: Tokenizer = typer.Option(Tokenizer.rouge_score, "--rouge-tokenizer", help="rouge_score (faithful; drops non-Latin text) or unicode (dedups every script)."),
+    prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own prompt templates (prompts/self_instruct/*.txt layout)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags and environment override it."),
+) -> None:
+    """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
+    cfg = _load_yaml(config)
+    known = {"teacher", "self_instruct"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise DatagenError(f"{config}: unknown top-level setting '{sorted(unknown)[0]}' (expected: {', '.join(sorted(known))})")
+    from datagen.store.seeds import load_seeds
+    from datagen.store.versions import check_name
+    from datagen.teacher.config import resolve_teacher_config
+
+    check_name(name)
+    load_seeds(seeds)  # fail fast, before Prefect or the teacher start
+    teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
+                     "max_concurrency": max_concurrency}
+    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
+    if not teacher_cfg.embedded and not teacher_cfg.model:
+        raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
+    params = dict(cfg.get("self_instruct") or {})
+    params.update(num_instructions=num_instructions, seed=seed, prompts_per_round=prompts_per_round,
+                  rouge_tokenizer=rouge_tokenizer.value)
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    if prompts_dir is not None:
+        params["prompts_dir"] = str(prompts_dir.resolve())
+    from datagen.methods.self_instruct import SelfInstructParams, Templates
+    try:
+        SelfInstructParams(**params)
+    except TypeError as e:
+        raise DatagenError(f"{config}: self_instruct: {e}") from None
+    Templates.load(params.get("prompts_dir"))
+    run = {
+        "seeds": str(seeds.resolve()),
+        "name": name,
+        "out": str(out.resolve()),
+        "run_id": time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
+        "cache": str((cache or out / ".cache" / "responses.sqlite").resolve()),
+        "params": params,
+        "teacher": {k: v for k, v in teacher_flags.items() if v is not None},
+        "teacher_yaml": cfg.get("teacher") or {},
+    }
+    _prefect_defaults()
+    from datagen.flows.self_instruct import self_instruct_flow
+
+    prog = progress.install(progress.Progress(target=num_instructions))
+    started = time.monotonic()
+    with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
+              refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
+        import asyncio
+        result = asyncio.run(self_instruct_flow(run))
+    console.print(_summary(result, time.monotonic() - started))
+    print(result["path"])
+
+
+@teacher_app.command("serve")
+def teacher_serve(
+    port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+) -> None:
+    """Run the embedded llama.cpp teacher (SmolLM2-135M-Instruct) in the foreground; Ctrl-C stops it."""
+    from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
+
+    server = EmbeddedTeacher(port=port)
+    try:
+        url = server.start()
+        print(url, flush=True)
+        console.print(f"serving {MODEL_ALIAS} (OpenAI-compatible) at {url}; use --base-url {url} "
+                      f"--model {MODEL_ALIAS}; Ctrl-C to stop")
+        while server.proc is not None and server.proc.poll() is None:
+            time.sleep(0.5)
+        if server.proc is not None:
+            raise DatagenError(f"embedded teacher: llama.cpp server exited with code {server.proc.returncode}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    try:
+        app()  # click's standalone mode handles usage errors (exit 2) and Ctrl-C
+    except DatagenError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True, markup=True)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The Self-Instruct recipe as a Prefect flow: coarse tasks, each a whole round or batch.
+
+Thin wiring only: the algorithm is datagen.methods.self_instruct; the network is datagen.teacher.
+Flow parameters are plain JSON (they are stored by Prefect), never the API key: the teacher reads
+that from the environment inside the flow.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from datagen import progress
+from datagen.methods.self_instruct import (BOOTSTRAP_PARAMS, CLASSIFY_PARAMS, INSTANCE_MAX_TOKENS, INSTANCE_PARAMS,
+                                           MachineTask, SelfInstructParams, SelfInstructState, Templates)
+from datagen.records import Record
+from datagen.store.manifest import build_manifest, dataset_card
+from datagen.store.seeds import file_sha256, load_seeds
+from datagen.store.versions import DatasetStore
+from datagen.teacher.cache import ResponseCache
+from datagen.teacher.client import Teacher
+from datagen.teacher.config import resolve_teacher_config
+from datagen.teacher.embedded import EmbeddedTeacher
+
+
+@task(name="bootstrap-round", cache_policy=NONE)
+async def bootstrap_round(state: SelfInstructState, teacher: Teacher) -> int:
+    accepted = await state.bootstrap_round(teacher)
+    get_run_logger().info("round %d: %d new instructions accepted (pool %d, pending %d)",
+                          state.round, accepted, len(state.machine), len(state.pending))
+    return accepted
+
+
+@task(name="classification-batch", cache_policy=NONE)
+async def classification_batch(state: SelfInstructState, teacher: Teacher, batch: list[MachineTask]) -> None:
+    await state.classify(teacher, batch)
+    clf = sum(1 for t in batch if t.is_classification)
+    get_run_logger().info("classified %d instructions: %d classification, %d generation", len(batch), clf, len(batch) - clf)
+
+
+@task(name="instance-batch", cache_policy=NONE)
+async def instance_batch(state: SelfInstructState, teacher: Teacher, batch: list[MachineTask]) -> None:
+    before = len(state.done)
+    await state.generate_instances(teacher, batch)
+    get_run_logger().info("instances: %d of %d instructions kept (%d done of %d)",
+                          len(state.done) - before, len(batch), len(state.done), state.params.num_instructions)
+
+
+@task(name="filter", cache_policy=NONE)
+def final_filter(state: SelfInstructState, model: str) -> list[Record]:
+    state.finish()
+    records = state.records(model)
+    get_run_logger().info("%d instructions, %d records after filtering (%s)", len(state.done), len(records),
+                          state.stop_reason)
+    return records
+
+
+@task(name="publish", cache_policy=NONE)
+def publish(store: DatasetStore, run_id: str, records: list[Record], rejected: list[dict[str, Any]],
+            manifest: dict[str, Any]) -> str:
+    path = store.publish(run_id, records, rejected, manifest, dataset_card(store.name, manifest))
+    get_run_logger().info("published %s (%d records)", path, len(records))
+    return str(path)
+
+
+@flow(name="self-instruct", log_prints=False, validate_parameters=False)
+async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
+    """`run`: seeds, name, out, run_id, cache, params (SelfInstructParams fields), teacher (flags)."""
+    log = get_run_logger()
+    started = time.monotonic()
+    timings: dict[str, float] = {}
+    seeds = load_seeds(run["seeds"])
+    params = SelfInstructParams(**run["params"])
+    templates = Templates.load(params.prompts_dir)
+    store = DatasetStore(run["out"], run["name"])
+    cfg = resolve_teacher_config(run.get("teacher", {}), run.get("teacher_yaml"))
+    cache = ResponseCache(run["cache"])
+    work = store.work_dir(run["run_id"])
+    embedded = EmbeddedTeacher(log_path=work / "llama-server.log") if cfg.embedded else None
+    state = SelfInstructState(seeds, params, templates)
+    prog = progress.current()
+    prog.target = params.num_instructions
+    async with Teacher(cfg, cache, embedded=embedded) as teacher:
+        prog.usages = [teacher.usage]
+        log.info("self-instruct: %d seeds from %s, target %d instructions, teacher %s (%s)",
+                 len(seeds), run["seeds"], params.num_instructions, teacher.model, cfg.public()["host"])
+
+        def timed(stage: str, t0: float) -> None:
+            timings[stage] = timings.get(stage, 0.0) + time.monotonic() - t0
+
+        while not state.finished():
+            prog.stage, prog.round = "bootstrap", state.round + 1
+            t0 = time.monotonic()
+            if state.bootstrap_prompt_count():
+                await bootstrap_round(state, teacher)
+            timed("bootstrap", t0)
+            batch = state.take_batch()
+            if not batch:
+                continue
+            prog.stage = "classify"
+            t0 = time.monotonic()
+            await classification_batch(state, teacher, batch)
+            timed("classify", t0)
+            prog.stage = "instances"
+            t0 = time.monotonic()
+            await instance_batch(state, teacher, batch)
+            timed("instances", t0)
+            prog.accepted = min(len(state.done), params.num_instructions)
+        if embedded is not None and embedded.model_path is not None:
+            teacher_model_file = embedded.model_path.name
+        else:
+            teacher_model_file = None
+        model = teacher.model
+        usage = [teacher.usage.to_dict()]
+
+    prog.stage = "filter"
+    t0 = time.monotonic()
+    records = final_filter(state, model)
+    timings["filter"] = time.monotonic() - t0
+    prog.accepted = len(state.done)
+    counts = {
+        **{k: v for k, v in sorted(state.counts.items()) if not k.startswith("rejected.")},
+        "seeds": len(seeds),
+        "rounds": state.round,
+        "bootstrap.prompts": state.prompts_sent,
+        "instructions": len(state.done),
+        "records": len(records),
+        "rejected": len(state.rejected),
+    }
+    timings["total_before_publish"] = time.monotonic() - started
+    teacher_info = {**cfg.public(), "model": model, "model_file": teacher_model_file,
+                    "sampling": {"bootstrap": params.sampling(BOOTSTRAP_PARAMS),
+                                 "classify": params.sampling(CLASSIFY_PARAMS),
+                                 "instances_classification": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[True]),
+                                 "instances_generation": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[False])}}
+    partial = None if state.stop_reason == "target_reached" else state.stop_reason
+    manifest = build_manifest(
+        recipe="self-instruct", run_id=run["run_id"],
+        config={k: v for k, v in run.items() if k not in ("teacher",)} | {"teacher_flags": run.get("teacher", {})},
+        seeds={"path": str(run["seeds"]), "sha256": file_sha256(run["seeds"]), "count": len(seeds)},
+        templates=templates.hashes(), teacher=teacher_info, counts=counts, usage=usage, timings=timings,
+        rejected=state.rejected, partial=partial,
+        extra={"filters": {"rouge_l": {"threshold": params.rouge_threshold,
+                                       "tokenizer": state.novelty.tokenizer_name}}},
+    )
+    prog.stage = "publish"
+    path = publish(store, run["run_id"], records, state.rejected, manifest)
+    cache.close()
+    prog.stage = "done"
+    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text())}
+

@@ -1,0 +1,335 @@
+"""Self-Instruct (Wang et al. 2022, yizhongw/self-instruct), faithful to the released code (DESIGN §5).
+
+A run alternates small steps the flow wires together: a bootstrap round (new instructions from 6 seed
++ 2 machine instructions in a numbered list), classification identification, instance generation
+(output-first for classification, input-first otherwise) and the instance filters. Everything here is
+plain async Python over a Teacher: no Prefect, no network code.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datagen.filters.instances import filter_instances
+from datagen.filters.instruction import InstructionRules
+from datagen.filters.rouge_novelty import RougeNovelty
+from datagen.methods.templates import Template, load_template
+from datagen.records import Record, content_id
+from datagen.store.seeds import SeedTask
+from datagen.teacher.client import Completion, Teacher
+
+# Sampling exactly as the released scripts (bootstrap_instructions.py, identify_clf_or_not.py,
+# generate_instances.py).
+BOOTSTRAP_PARAMS = {"temperature": 0.7, "top_p": 0.5, "presence_penalty": 2, "frequency_penalty": 0,
+                    "max_tokens": 1024, "stop": ["\n\n", "\n16", "16.", "16 ."]}
+CLASSIFY_PARAMS = {"temperature": 0, "top_p": 0, "presence_penalty": 0, "frequency_penalty": 0,
+                   "max_tokens": 3, "stop": ["\n", "Task"]}
+INSTANCE_PARAMS = {"temperature": 0, "top_p": 0, "presence_penalty": 1.5, "frequency_penalty": 0,
+                   "stop": ["Example 6", "Task:"]}
+INSTANCE_MAX_TOKENS = {True: 300, False: 350}  # classification / generation
+
+_NUMBERED = re.compile(r"\n\d+\s?\. ")
+_EXAMPLE = re.compile(r"Example\s?\d*\.?")
+_OUTPUT = re.compile(r"Output\s*\d*\s*:")
+_INPUT = re.compile(r"Input\s*\d*\s*:")
+_INPUT_PREFIX = re.compile(r"^Input\s*\d*\s*:")
+
+
+@dataclass
+class SelfInstructParams:
+    num_instructions: int = 10          # target: new instructions that end with valid instances
+    prompt_instructions: int = 8        # in-context instructions per bootstrap prompt
+    machine_in_prompt: int = 2          # of which machine-generated, once the machine pool has some
+    prompts_per_round: int = 8          # bootstrap prompts per round (at most)
+    max_stalled_rounds: int = 5         # stop when this many rounds in a row accept nothing new
+    rouge_threshold: float = 0.7
+    rouge_tokenizer: str = "rouge_score"
+    max_instances: int = 5
+    seed: int = 42
+    max_tokens: int | None = None       # caps every request's max_tokens (small models, tests)
+    prompts_dir: str | None = None
+
+    def sampling(self, base: dict[str, Any], max_tokens: int | None = None) -> dict[str, Any]:
+        params = dict(base)
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        if self.max_tokens is not None:
+            params["max_tokens"] = min(params["max_tokens"], self.max_tokens)
+        return params
+
+
+@dataclass
+class MachineTask:
+    """A machine-written instruction on its way to records."""
+    id: str
+    instruction: str
+    round: int
+    parents: list[str]
+    request: str
+    scores: dict[str, Any]
+    is_classification: bool | None = None
+    instances: list[tuple[str, str]] = field(default_factory=list)
+    instance_request: str = ""
+
+
+@dataclass
+class Templates:
+    bootstrap: Template
+    classify: Template
+    instances_clf: Template
+    instances_gen: Template
+
+    @classmethod
+    def load(cls, prompts_dir: str | Path | None = None) -> "Templates":
+        return cls(
+            bootstrap=load_template("self_instruct", "bootstrap", prompts_dir, {"instructions"}),
+            classify=load_template("self_instruct", "classify", prompts_dir, {"instruction"}),
+            instances_clf=load_template("self_instruct", "instances_clf", prompts_dir, {"instruction"}),
+            instances_gen=load_template("self_instruct", "instances_gen", prompts_dir, {"instruction"}),
+        )
+
+    def hashes(self) -> dict[str, str]:
+        return {t.name: t.sha256 for t in (self.bootstrap, self.classify, self.instances_clf, self.instances_gen)}
+
+
+def numbered_prompt(template: Template, instructions: list[str]) -> str:
+    """Instructions numbered 1..k, ending with `k+1.` so the teacher continues the list."""
+    lines = [f"{i}. " + re.sub(r"\s+", " ", text).strip() for i, text in enumerate(instructions, 1)]
+    lines.append(f"{len(instructions) + 1}.")
+    return template.render(instructions="\n".join(lines)).rstrip()
+
+
+def parse_numbered_list(text: str) -> list[str]:
+    """Split a continued numbered list into instructions, whitespace collapsed, first letter upper-cased."""
+    out = []
+    for piece in _NUMBERED.split(text):
+        piece = re.sub(r"\s+", " ", piece).strip()
+        if piece:
+            out.append(piece[0].upper() + piece[1:])
+    return out
+
+
+def is_classification_answer(text: str) -> bool:
+    return text.strip().lower().startswith("yes")
+
+
+def _input_output(text: str) -> tuple[str, str]:
+    if _OUTPUT.search(text):
+        parts = _OUTPUT.split(text)
+        inp, out = parts[0].strip(), parts[1].strip()
+    else:
+        inp, out = "", text.strip()
+    if _INPUT.search(out):  # a second pair leaked into the output
+        out = _INPUT.split(out)[0].strip()
+    inp = _INPUT_PREFIX.sub("", inp).strip()
+    return inp, out
+
+
+def parse_generation_instances(text: str, finish_reason: str) -> list[tuple[str, str]]:
+    """Input-first examples: `Example k` blocks of `<Field>: ...` then `Output: ...`."""
+    text = text.strip()
+    if _EXAMPLE.search(text):
+        blocks = [b.strip() for b in _EXAMPLE.split(text) if b.strip()]
+        instances = [_input_output(b) for b in blocks]
+    elif _OUTPUT.search(text):
+        instances = [_input_output(text)]
+    else:
+        return []
+    if finish_reason == "length":
+        instances = instances[:-1]  # the last one was cut off
+    return instances
+
+
+def parse_classification_instances(text: str, finish_reason: str) -> list[tuple[str, str]]:
+    """Output-first examples: `Class label: X` then the input that deserves it."""
+    if "Class label:" not in text:
+        return []
+    instances = []
+    for block in text.split("Class label:")[1:]:
+        label, _, rest = block.strip().partition("\n")
+        instances.append((rest.strip(), label.strip()))
+    if finish_reason == "length":
+        instances = instances[:-1]
+    return instances
+
+
+class SelfInstructState:
+    """Everything a Self-Instruct run knows between steps; methods below mutate it in a fixed order,
+    so the same seeds, flags and teacher answers always give the same dataset."""
+
+    def __init__(self, seeds: list[SeedTask], params: SelfInstructParams, templates: Templates):
+        self.seeds = seeds
+        self.params = params
+        self.templates = templates
+        self.rules = InstructionRules()
+        self.novelty = RougeNovelty(threshold=params.rouge_threshold, tokenizer=params.rouge_tokenizer)
+        for s in seeds:
+            self.novelty.add(s.instruction)
+        self.rng = random.Random(params.seed)
+        self.machine: list[MachineTask] = []    # every instruction the bootstrap accepted (the pool)
+        self.pending: list[MachineTask] = []    # accepted, instances not generated yet
+        self.done: list[MachineTask] = []       # accepted with at least one valid instance
+        self.rejected: list[dict[str, Any]] = []
+        self.counts: Counter = Counter()
+        self.round = 0
+        self.prompts_sent = 0
+        self.stalled = 0
+        self.stop_reason = ""
+
+    # --- decisions -------------------------------------------------------------------------------
+    def needed(self) -> int:
+        return max(0, self.params.num_instructions - len(self.done))
+
+    def finished(self) -> bool:
+        if self.needed() == 0:
+            self.stop_reason = self.stop_reason or "target_reached"
+            return True
+        if self.stalled >= self.params.max_stalled_rounds and not self.pending:
+            self.stop_reason = "stalled"
+            return True
+        return False
+
+    def bootstrap_prompt_count(self) -> int:
+        """Enough prompts for the remaining deficit at the yield seen so far, never more than a round."""
+        deficit = self.needed() - len(self.pending)
+        if deficit <= 0 or self.stalled >= self.params.max_stalled_rounds:
+            return 0
+        accepted = len(self.machine)
+        per_prompt = accepted / self.prompts_sent if self.prompts_sent and accepted else 2.0
+        per_prompt *= 0.6  # not every accepted instruction ends with valid instances
+        return max(1, min(self.params.prompts_per_round, math.ceil(deficit / max(per_prompt, 0.25))))
+
+    def take_batch(self) -> list[MachineTask]:
+        """Instructions to give instances to next: the deficit plus half again for the ones that fail."""
+        need = self.needed()
+        size = min(len(self.pending), need + math.ceil(need / 2))
+        batch, self.pending = self.pending[:size], self.pending[size:]
+        return batch
+
+    def reject(self, stage: str, reason: str, text: str, detail: dict[str, Any] | None = None,
+               record: dict[str, Any] | None = None) -> None:
+        self.counts[f"rejected.{stage}.{reason}"] += 1
+        row = {"stage": stage, "reason": reason, "detail": detail or {}, "text": text}
+        if record is not None:
+            row["record"] = record
+        row["id"] = content_id(f"{stage}:{reason}", text)
+        self.rejected.append(row)
+
+    # --- steps -----------------------------------------------------------------------------------
+    def _bootstrap_prompts(self, n: int) -> list[tuple[str, list[str]]]:
+        out = []
+        k = self.params.prompt_instructions
+        for _ in range(n):
+            machine = self.rng.sample(self.machine, min(self.params.machine_in_prompt, len(self.machine)))
+            seeds = self.rng.sample(self.seeds, min(k - len(machine), len(self.seeds)))
+            shots = [(t.instruction, t.id) for t in machine] + [(s.instruction, s.id) for s in seeds]
+            self.rng.shuffle(shots)
+            prompt = numbered_prompt(self.templates.bootstrap, [s[0] for s in shots])
+            out.append((prompt, [s[1] for s in shots]))
+        return out
+
+    async def bootstrap_round(self, teacher: Teacher) -> int:
+        """One round of new instructions; returns how many were accepted."""
+        n = self.bootstrap_prompt_count()
+        if n == 0:
+            return 0
+        self.round += 1
+        prompts = self._bootstrap_prompts(n)
+        params = self.params.sampling(BOOTSTRAP_PARAMS)
+        answers: list[Completion] = await asyncio.gather(*(teacher.complete(p, params) for p, _ in prompts))
+        self.prompts_sent += n
+        accepted = 0
+        for (_, parents), answer in zip(prompts, answers):
+            self.counts["bootstrap.responses"] += 1
+            if answer.finish_reason == "length":
+                self.reject("bootstrap", "response_truncated", answer.text, {"request": answer.key})
+                continue
+            if answer.finish_reason == "content_filter":
+                self.reject("bootstrap", "content_filter", answer.text, {"request": answer.key})
+                continue
+            for instruction in parse_numbered_list(answer.text):
+                self.counts["bootstrap.candidates"] += 1
+                verdict = self.rules(instruction)
+                if verdict.keep:
+                    verdict = self.novelty.check_and_add(instruction)
+                if not verdict.keep:
+                    self.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
+                    continue
+                task = MachineTask(id=content_id(instruction), instruction=instruction, round=self.round,
+                                   parents=parents, request=answer.key, scores=_rouge_scores(verdict.detail))
+                self.machine.append(task)
+                self.pending.append(task)
+                accepted += 1
+        self.counts["bootstrap.accepted"] += accepted
+        self.stalled = 0 if accepted else self.stalled + 1
+        return accepted
+
+    async def classify(self, teacher: Teacher, batch: list[MachineTask]) -> None:
+        params = self.params.sampling(CLASSIFY_PARAMS)
+        prompts = [self.templates.classify.render(instruction=t.instruction).rstrip() for t in batch]
+        answers = await asyncio.gather(*(teacher.complete(p, params) for p in prompts))
+        for task, answer in zip(batch, answers):
+            task.is_classification = is_classification_answer(answer.text)
+            self.counts["classify.yes" if task.is_classification else "classify.no"] += 1
+
+    async def generate_instances(self, teacher: Teacher, batch: list[MachineTask]) -> None:
+        """Instances for each task; tasks with none left after the filters are rejected whole."""
+        requests = []
+        for t in batch:
+            tpl = self.templates.instances_clf if t.is_classification else self.templates.instances_gen
+            prompt = tpl.render(instruction=t.instruction.strip()).rstrip() + "\n"
+            params = self.params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[bool(t.is_classification)])
+            requests.append(teacher.complete(prompt, params))
+        answers = await asyncio.gather(*requests)
+        for task, answer in zip(batch, answers):
+            task.instance_request = answer.key
+            if answer.finish_reason == "content_filter":
+                self.reject("instances", "content_filter", task.instruction, {"request": answer.key})
+                continue
+            parse = parse_classification_instances if task.is_classification else parse_generation_instances
+            raw = parse(answer.text, answer.finish_reason)
+            kept, dropped = filter_instances(raw, self.params.max_instances)
+            for (inp, out), verdict in dropped:
+                self.reject("instances", verdict.reason, task.instruction,
+                            {**verdict.detail, "input": inp, "output": out})
+            if not kept:
+                self.reject("instances", "no_valid_instances", task.instruction,
+                            {"parsed": len(raw), "request": answer.key, "response": answer.text[:2000]})
+                continue
+            task.instances = kept
+            self.done.append(task)
+            self.counts["instances.kept"] += len(kept)
+
+    def finish(self) -> None:
+        """Trim to the target; whatever is beyond it is written down, not silently dropped."""
+        extra, self.done = self.done[self.params.num_instructions:], self.done[:self.params.num_instructions]
+        for t in extra:
+            self.reject("target", "beyond_target", t.instruction, {"target": self.params.num_instructions})
+        for t in self.pending:
+            self.reject("target", "not_needed", t.instruction,
+                        {"note": "accepted by the bootstrap; the target was met before it got instances"})
+        self.pending = []
+
+    def records(self, teacher_model: str) -> list[Record]:
+        out = []
+        for t in self.done:
+            for k, (inp, outp) in enumerate(t.instances):
+                out.append(Record(
+                    instruction=t.instruction, input=inp, output=outp, method="self_instruct",
+                    parents=list(t.parents), round=t.round, lang="en",
+                    teacher={"model": teacher_model, "request": t.request, "instances_request": t.instance_request},
+                    scores=dict(t.scores),
+                    meta={"task_id": t.id, "is_classification": bool(t.is_classification), "instance": k},
+                ))
+        return out
+
+
+def _rouge_scores(detail: dict[str, Any]) -> dict[str, Any]:
+    keys = ("rouge_max", "most_similar", "avg_similarity", "mean_similarity")
+    return {k: detail[k] for k in keys if k in detail}
