@@ -20,6 +20,7 @@ from datagen.errors import DatagenError, TeacherUnavailable
 from datagen.teacher.cache import ResponseCache, request_key
 from datagen.teacher.config import TeacherConfig
 from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
+from datagen.teacher.transport import make_async_client
 from datagen.teacher.usage import Usage
 
 log = logging.getLogger("datagen.teacher")
@@ -117,10 +118,8 @@ class Teacher:
                 if self._base_url is None:
                     self._base_url = await asyncio.to_thread(self._embedded.start)
                 headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
-                limits = httpx.Limits(max_connections=self.config.max_concurrency,
-                                      max_keepalive_connections=self.config.max_concurrency)
-                self._client = httpx.AsyncClient(base_url=self._base_url, headers=headers, limits=limits,
-                                                 timeout=httpx.Timeout(self.config.timeout_s, connect=10.0))
+                self._client = make_async_client(self._base_url, headers, self.config.max_concurrency,
+                                                 self.config.timeout_s)
         return self._client
 
     def _request(self, prompt: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
