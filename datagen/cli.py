@@ -5,6 +5,7 @@ anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -73,7 +74,7 @@ def _progress_view(p: progress.Progress, started: float) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_row(
         f"[bold]{p.stage}[/] round {p.round}",
-        f"instructions [bold green]{p.accepted}[/]/{p.target}",
+        f"instructions [bold green]{p.accepted}[/]/{p.target}" if p.target else f"kept [bold green]{p.accepted:,}[/]",
         f"requests {t['requests']}",
         f"cache hits {t['cache_hits']}",
         f"retries {t['retries']}",
@@ -89,9 +90,14 @@ def _summary(result: dict[str, Any], wall: float) -> Table:
     table = Table(title=f"datagen {m['recipe']}: {m['dataset']} {m['version']}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("kept", f"{c['instructions']} instructions, {c['records']} records")
+    if "in" in c:
+        table.add_row("kept", f"{c['records']:,} of {c['in']:,} records")
+    else:
+        table.add_row("kept", f"{c['instructions']} instructions, {c['records']} records")
     for stage, reasons in m["rejected"].items():
         table.add_row(f"rejected ({stage})", ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    if m.get("parent"):
+        table.add_row("parent", m["parent"])
     for u in m["usage"]:
         table.add_row(f"{u['role']} usage",
                       f"{u['requests']} requests, {u['cache_hits']} cache hits, "
@@ -173,6 +179,127 @@ def run_self_instruct(
         result = asyncio.run(self_instruct_flow(run))
     console.print(_summary(result, time.monotonic() - started))
     print(result["path"])
+
+
+def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], chain_where: str,
+            name: Optional[str], out: Path) -> None:
+    from datagen.methods.curate import build_chain
+    from datagen.store.sources import resolve_source
+    from datagen.store.versions import check_name
+
+    src = resolve_source(source, out)
+    build_chain(chain, chain_base, where=chain_where)  # validate before Prefect starts
+    if name is None:
+        name = src.dataset or src.path.stem
+    check_name(name)
+    out_dir = src.out if (src.dataset and name == src.dataset and src.out) else out
+    run = {
+        "source": {"path": str(src.path.resolve()), "dataset": src.dataset, "version": src.version,
+                   "out": str(src.out) if src.out else None},
+        "name": name, "out": str(out_dir.resolve()), "recipe": recipe,
+        "run_id": time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
+        "chain": chain, "chain_base": str(chain_base) if chain_base else None, "chain_where": chain_where,
+    }
+    _prefect_defaults()
+    from datagen.flows.curate import curate_flow
+
+    prog = progress.install(progress.Progress())
+    started = time.monotonic()
+    with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
+              refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
+        result = curate_flow(run)
+    console.print(_summary(result, time.monotonic() - started))
+    print(result["path"])
+
+
+@app.command("dedup")
+def dedup(
+    source: str = typer.Argument(..., help="A dataset name (NAME or NAME@v3) under --out, a dataset/version folder, or a .jsonl/.json/.txt file."),
+    exact: bool = typer.Option(True, "--exact/--no-exact", help="Drop exact duplicates after normalisation (NFKC, case, whitespace)."),
+    minhash: bool = typer.Option(True, "--minhash/--no-minhash", help="Drop near-duplicates with MinHash LSH."),
+    minhash_threshold: float = typer.Option(0.8, "--minhash-threshold", min=0.01, max=1.0, help="Estimated Jaccard at which two records are duplicates."),
+    num_perm: int = typer.Option(128, "--num-perm", min=2, help="MinHash permutations."),
+    shingle: str = typer.Option("word", "--shingle", help="Shingle unit: word or char."),
+    shingle_size: Optional[int] = typer.Option(None, "--shingle-size", min=1, help="Shingle length (default 3 words / 5 chars)."),
+    rouge: bool = typer.Option(False, "--rouge", help="Also apply Self-Instruct's ROUGE-L novelty rule to instructions."),
+    rouge_threshold: float = typer.Option(0.7, "--rouge-threshold", help="Drop when ROUGE-L F with an earlier instruction exceeds this."),
+    rouge_tokenizer: Tokenizer = typer.Option(Tokenizer.rouge_score, "--rouge-tokenizer", help="rouge_score (faithful) or unicode (every script)."),
+    decontaminate: Optional[list[Path]] = typer.Option(None, "--decontaminate", help="Eval set(s) (JSONL or text): drop records sharing an n-gram with them."),
+    ngram: int = typer.Option(13, "--ngram", min=1, help="n for --decontaminate."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset to publish into (default: the source dataset, or the file's stem)."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
+) -> None:
+    """Remove duplicates from a version or file and publish the result as a new version."""
+    chain: list[Any] = []
+    if exact:
+        chain.append("exact_dedup")
+    if minhash:
+        chain.append({"minhash": {"threshold": minhash_threshold, "num_perm": num_perm, "shingle": shingle,
+                                  "shingle_size": shingle_size}})
+    if rouge:
+        chain.append({"rouge": {"threshold": rouge_threshold, "tokenizer": rouge_tokenizer.value}})
+    if decontaminate:
+        chain.append({"decontaminate": {"paths": [str(p.resolve()) for p in decontaminate], "n": ngram}})
+    if not chain:
+        raise DatagenError("dedup: every method is switched off; keep at least one of --exact, --minhash, --rouge")
+    _curate("dedup", source, chain, None, "flags", name, out)
+
+
+@app.command("filter")
+def filter_(
+    source: str = typer.Argument(..., help="A dataset name (NAME or NAME@v3) under --out, a dataset/version folder, or a .jsonl/.json/.txt file."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with `filters:` — a list of steps run in the order written, e.g. [exact_dedup, {minhash: {threshold: 0.85}}, {language: {allowed: [en]}}, refusal]."),
+    decontaminate: Optional[list[Path]] = typer.Option(None, "--decontaminate", help="Eval set(s) (JSONL or text) to decontaminate against, appended to the chain."),
+    ngram: int = typer.Option(13, "--ngram", min=1, help="n for --decontaminate."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset to publish into (default: the source dataset, or the file's stem)."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
+) -> None:
+    """Run a filter chain (quality heuristics, language, dedup, decontamination) and publish a new version."""
+    from datagen.filters.heuristics import DEFAULT_CHAIN
+
+    cfg = _load_yaml(config)
+    chain = cfg.get("filters") if config else list(DEFAULT_CHAIN)
+    if not isinstance(chain, list):
+        raise DatagenError(f"{config}: expected `filters:` with a list of steps")
+    chain = list(chain)
+    if decontaminate:
+        chain.append({"decontaminate": {"paths": [str(p.resolve()) for p in decontaminate], "n": ngram}})
+    _curate("filter", source, chain, config.resolve().parent if config else None, str(config or "filters"), name, out)
+
+
+@app.command("why")
+def why(
+    dataset: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)."),
+    record_id: str = typer.Argument(..., help="The record id (or its first characters), from records.jsonl or rejected.jsonl."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
+) -> None:
+    """Say whether a record was kept, or at which stage and for what reason it was dropped."""
+    from datagen.store.versions import DatasetStore
+    from datagen.store.why import explain
+
+    name, _, version = dataset.partition("@")
+    vdir = DatasetStore(out, name).resolve(version or None)
+    ans = explain(vdir, record_id)
+    if ans["status"] == "kept":
+        r = ans["record"]
+        console.print(f"[green]kept[/] in {vdir}: {r['instruction'][:200]!r}", highlight=False)
+        if r.get("scores"):
+            console.print(f"scores: {json.dumps(r['scores'], ensure_ascii=False)[:500]}", highlight=False)
+        return
+    console.print(f"[red]dropped[/] in {vdir} at stage [bold]{ans['stage']}[/]: {ans['reason']}", highlight=False)
+    console.print(f"text: {ans['text'][:300]!r}", highlight=False)
+    detail = {k: v for k, v in ans["detail"].items() if k not in ("most_similar",)}
+    for key in ("rouge_max", "jaccard_estimate", "score"):
+        if key in detail:
+            console.print(f"{key}: {detail.pop(key)}", highlight=False)
+    if "most_similar" in ans["detail"]:
+        ms = ans["detail"]["most_similar"]
+        console.print(f"most similar: {json.dumps(ms[:3] if isinstance(ms, list) else ms, ensure_ascii=False)[:500]}", highlight=False)
+    if "collided_with" in ans:
+        other = ans["collided_with"]
+        console.print(f"collided with {other.get('id')}: {other.get('instruction', other.get('text', ''))[:300]!r}", highlight=False)
+    if detail:
+        console.print(f"detail: {json.dumps(detail, ensure_ascii=False)[:800]}", highlight=False)
 
 
 @teacher_app.command("serve")

@@ -15,7 +15,7 @@ takes seconds instead of the quadratic loop's hours:
   1e-9. Float rounding moves ``f`` by ~1e-16 from its true value, so a skipped pair provably cannot
   reach the k-th best (ties included); with k >= 1 that covers the maximum, hence the decision.
   Worst case (a pool of word-order permutations: high overlap, low LCS) degrades to one C++ LCS per
-  pooled instruction, ~0.1 us each — never a Python DP.
+  pooled instruction, ~0.1-0.2 us each, never a Python DP (10,000 shuffles of one sentence: ~8 s).
 
 What is exact and what is not (the honest part):
 

@@ -218,7 +218,7 @@ class SelfInstructState:
         row = {"stage": stage, "reason": reason, "detail": detail or {}, "text": text}
         if record is not None:
             row["record"] = record
-        row["id"] = content_id(f"{stage}:{reason}", text)
+        row["id"] = content_id(text)
         self.rejected.append(row)
 
     # --- steps -----------------------------------------------------------------------------------

@@ -30,18 +30,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    n = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False))
-            f.write("\n")
-            n += 1
-        f.flush()
-        os.fsync(f.fileno())
-    return n
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -70,8 +58,9 @@ class DatasetStore:
         v = version or self.latest()
         if not v:
             raise DatagenError(f"{self.dir}: no published version")
-        if v.isdigit():
-            v = f"v{int(v):04d}"
+        digits = v[1:] if v[:1] in ("v", "V") else v
+        if digits.isdigit():  # 3, v3 and v0003 all mean the same version
+            v = f"v{int(digits):04d}"
         path = self.dir / v
         if not path.is_dir():
             raise DatagenError(f"{self.dir}: no version '{v}' (have: {', '.join(self.versions()) or 'none'})")
@@ -92,24 +81,25 @@ class DatasetStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def publish(self, run_id: str, records: list[Record], rejected: list[dict[str, Any]],
+    def open_version(self, run_id: str) -> "VersionWriter":
+        """A staging folder that records stream into; `publish()` makes it the next version."""
+        return VersionWriter(self, run_id)
+
+    def publish(self, run_id: str, records: Iterable[Record], rejected: Iterable[dict[str, Any]],
                 manifest: dict[str, Any], readme: str) -> Path:
-        """Write every file into the run's staging folder, then rename it to the next version."""
-        stage = self.work_dir(run_id) / "version"
-        if stage.exists():
-            shutil.rmtree(stage)
-        stage.mkdir(parents=True)
-        counts = {}
-        for fname, export in EXPORTERS.items():
-            counts[fname] = _write_jsonl(stage / fname, (export(r) for r in records))
-        counts["records.jsonl"] = _write_jsonl(stage / "records.jsonl", (r.to_dict() for r in records))
-        counts["rejected.jsonl"] = _write_jsonl(stage / "rejected.jsonl", rejected)
-        (stage / "dataset_info.json").write_text(json.dumps(dataset_info(self.name), indent=2) + "\n")
+        with self.open_version(run_id) as w:
+            for r in records:
+                w.add(r)
+            for row in rejected:
+                w.reject(row)
+            return w.publish(manifest, readme)
+
+    def _publish_staged(self, run_id: str, stage: Path, manifest: dict[str, Any], readme: str) -> Path:
         with self._lock():
             existing = self.versions()
             number = int(existing[-1][1:]) + 1 if existing else 1
             version = f"v{number:04d}"
-            manifest = {**manifest, "dataset": self.name, "version": version, "files": counts}
+            manifest = {**manifest, "dataset": self.name, "version": version}
             (stage / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
             (stage / "README.md").write_text(readme.replace("{{version}}", version))
             _fsync_dir(stage)
@@ -121,3 +111,54 @@ class DatasetStore:
             _fsync_dir(self.dir)
         shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
         return final
+
+
+class VersionWriter:
+    """Streams records into every export file at once, so a million records never sit in memory."""
+
+    def __init__(self, store: DatasetStore, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.stage = store.work_dir(run_id) / "version"
+        if self.stage.exists():
+            shutil.rmtree(self.stage)
+        self.stage.mkdir(parents=True)
+        names = [*EXPORTERS, "records.jsonl", "rejected.jsonl"]
+        self._files = {n: open(self.stage / n, "w", encoding="utf-8") for n in names}
+        self.counts = {n: 0 for n in names}
+        self.published: Path | None = None
+
+    def _write(self, name: str, row: dict[str, Any]) -> None:
+        f = self._files[name]
+        f.write(json.dumps(row, ensure_ascii=False))
+        f.write("\n")
+        self.counts[name] += 1
+
+    def add(self, record: Record) -> None:
+        for name, export in EXPORTERS.items():
+            self._write(name, export(record))
+        self._write("records.jsonl", record.to_dict())
+
+    def reject(self, row: dict[str, Any]) -> None:
+        self._write("rejected.jsonl", row)
+
+    def _close_files(self) -> None:
+        for f in self._files.values():
+            if not f.closed:
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
+
+    def publish(self, manifest: dict[str, Any], readme: str) -> Path:
+        self._close_files()
+        (self.stage / "dataset_info.json").write_text(json.dumps(dataset_info(self.store.name), indent=2) + "\n")
+        manifest = {**manifest, "files": dict(self.counts)}
+        self.published = self.store._publish_staged(self.run_id, self.stage, manifest, readme)
+        return self.published
+
+    def __enter__(self) -> "VersionWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close_files()
+        if self.published is None:  # an error before publishing: leave nothing half-made behind
+            shutil.rmtree(self.store.work_dir(self.run_id), ignore_errors=True)

@@ -1,0 +1,142 @@
+"""Curation: run a configured chain of dedup and filter steps over a stream of records.
+
+Steps run in the order written. Records move through in chunks so the vectorised dedups (MinHash)
+hash a batch at a time, yet every decision is the one a record-by-record pass would make: step k
+sees exactly the survivors of steps 1..k-1, in input order.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from datagen.errors import DatagenError
+from datagen.filters.exact_dedup import ExactDedup, record_text
+from datagen.filters.heuristics import FILTERS, build_filter
+from datagen.filters.minhash import MinHashDedup
+from datagen.filters.rouge_novelty import RougeNovelty
+from datagen.filters.verdict import Verdict
+from datagen.records import Record
+
+CHUNK = 4096
+
+
+@dataclass
+class Step:
+    name: str
+    config: dict[str, Any]
+    judge: Callable[[list[Record]], list[Verdict]]    # a chunk in, one verdict per record out
+    counts: Counter = field(default_factory=Counter)
+
+
+def _exact(params: dict[str, Any]) -> Step:
+    dedup = ExactDedup(**params)
+    return Step("exact_dedup", dedup.config(),
+                lambda chunk: [dedup.check_and_add(r.id, record_text(r, dedup.fields)) for r in chunk])
+
+
+def _minhash(params: dict[str, Any]) -> Step:
+    dedup = MinHashDedup(**params)
+    return Step("minhash", dedup.config(),
+                lambda chunk: list(dedup.check_and_add_many((r.id, record_text(r, dedup.fields)) for r in chunk)))
+
+
+def _rouge(params: dict[str, Any]) -> Step:
+    params = dict(params)
+    fld = params.pop("field", "instruction")
+    if fld not in ("instruction", "input", "output"):
+        raise DatagenError(f"filter 'rouge': field must be instruction, input or output, got {fld!r}")
+    try:
+        index = RougeNovelty(**params)
+    except TypeError as e:
+        raise DatagenError(f"filter 'rouge': {e}") from None
+    ids_by_text: dict[str, str] = {}
+
+    def judge(chunk: list[Record]) -> list[Verdict]:
+        out = []
+        for r in chunk:
+            text = getattr(r, fld)
+            v = index.check_and_add(text)
+            if v.keep:
+                ids_by_text.setdefault(text, r.id)
+            else:
+                similar = v.detail.get("most_similar")
+                if isinstance(similar, list) and similar:   # [[text, score], ...]
+                    similar = similar[0][0]
+                v = Verdict(False, v.reason, {**v.detail, "duplicate_of": ids_by_text.get(similar)})
+            out.append(v)
+        return out
+
+    return Step("rouge", {"threshold": index.threshold, "tokenizer": index.tokenizer_name, "field": fld}, judge)
+
+
+def _pure(name: str, params: dict[str, Any], base_dir: Path | None) -> Step:
+    if name == "decontaminate" and base_dir is not None:
+        files = params.get("paths") or params.get("files") or []
+        params = {k: v for k, v in params.items() if k != "files"}
+        params["paths"] = [str((base_dir / f)) if not Path(f).is_absolute() else f for f in
+                           ([files] if isinstance(files, str) else files)]
+    f = build_filter(name, **params)
+    cfg = {k: v for k, v in params.items()}
+    return Step(name, cfg, lambda chunk: [f(r) for r in chunk])
+
+
+STATEFUL = {"exact_dedup": _exact, "minhash": _minhash, "rouge": _rouge}
+
+
+def step_names() -> list[str]:
+    return sorted([*STATEFUL, *FILTERS])
+
+
+def build_chain(spec: Iterable[Any], base_dir: Path | None = None, where: str = "config") -> list[Step]:
+    """`spec`: a list whose items are a name, or a one-key mapping {name: {params}}."""
+    steps = []
+    for i, item in enumerate(spec, 1):
+        if isinstance(item, str):
+            name, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            name, params = next(iter(item.items()))
+            params = params or {}
+        else:
+            raise DatagenError(f"{where}: filters[{i}]: expected a name or {{name: {{params}}}}, got {item!r}")
+        if not isinstance(params, dict):
+            raise DatagenError(f"{where}: filters[{i}] '{name}': parameters must be a mapping")
+        if name in STATEFUL:
+            steps.append(STATEFUL[name](params))
+        elif name in FILTERS:
+            steps.append(_pure(name, params, base_dir))
+        else:
+            raise DatagenError(f"{where}: filters[{i}]: unknown step '{name}'; known: {', '.join(step_names())}")
+    if not steps:
+        raise DatagenError(f"{where}: the filter chain is empty")
+    return steps
+
+
+def run_chain(records: Iterable[Record], steps: list[Step], keep: Callable[[Record], None],
+              reject: Callable[[dict[str, Any]], None]) -> Counter:
+    """Feed every record through the steps; kept ones go to `keep`, the others to `reject` with why."""
+    totals: Counter = Counter()
+    it = iter(records)
+    while chunk := list(islice(it, CHUNK)):
+        totals["in"] += len(chunk)
+        alive = chunk
+        for step in steps:
+            verdicts = step.judge(alive)
+            survivors = []
+            for r, v in zip(alive, verdicts):
+                if v.keep:
+                    survivors.append(r)
+                    step.counts["kept"] += 1
+                    continue
+                step.counts[v.reason] += 1
+                reject({"id": r.id, "stage": step.name, "reason": v.reason, "detail": dict(v.detail),
+                        "text": r.instruction, "record": r.to_dict()})
+            alive = survivors
+        for r in alive:
+            keep(r)
+        totals["kept"] += len(alive)
+    totals["rejected"] = totals["in"] - totals["kept"]
+    return totals
+

@@ -1,0 +1,116 @@
+"""Dedup and filter chains over existing data: order, explanations, new versions with parents."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import datagen.methods.curate as curate
+from conftest import run_cli
+from datagen.errors import DatagenError
+from datagen.methods.curate import build_chain, run_chain
+from datagen.records import Record
+
+
+def _records() -> list[Record]:
+    base = ["Explain photosynthesis in simple terms.", "Give three tips for saving money on groceries each month.",
+            "Write a haiku about the sea at night.", "List the planets of the solar system in order."]
+    out = []
+    for i in range(300):
+        text = base[i % 4] if i % 3 else f"{base[i % 4]} Variant number {i} about topic {i * 7}."
+        out.append(Record(instruction=text, output=f"Answer {i % 5}."))
+    out.append(Record(instruction="用简单的语言解释光合作用是什么。", output="植物把光变成糖。"))
+    out.append(Record(instruction="用简单的语言解释一下光合作用是什么。", output="植物把光变成糖。"))
+    return out
+
+
+CHAIN = ["exact_dedup", {"minhash": {"threshold": 0.7}}, {"rouge": {"threshold": 0.7, "tokenizer": "unicode"}},
+         "empty_output"]
+
+
+def _run(records, chain=CHAIN):
+    kept, rejected = [], []
+    totals = run_chain(records, build_chain(chain), kept.append, rejected.append)
+    return kept, rejected, totals
+
+
+def test_chunked_chain_equals_record_by_record(monkeypatch):
+    kept_a, rej_a, _ = _run(_records())
+    monkeypatch.setattr(curate, "CHUNK", 1)
+    kept_b, rej_b, _ = _run(_records())
+    assert [r.id for r in kept_a] == [r.id for r in kept_b]
+    # rejected.jsonl is written step by step within a chunk, so compare the decisions, not the line order
+    assert sorted((r["id"], r["stage"], r["reason"]) for r in rej_a) == sorted((r["id"], r["stage"], r["reason"]) for r in rej_b)
+
+
+def test_every_drop_names_step_reason_and_what_it_collided_with():
+    kept, rejected, totals = _run(_records())
+    assert totals["in"] == 302 and totals["kept"] + totals["rejected"] == 302 == len(kept) + len(rejected)
+    # a duplicate points at the record that step kept; a later step may still have dropped that one
+    known = {r.id for r in kept} | {r["id"] for r in rejected}
+    for row in rejected:
+        assert row["stage"] in ("exact_dedup", "minhash", "rouge", "empty_output") and row["reason"]
+        if row["stage"] in ("exact_dedup", "minhash", "rouge"):
+            assert row["detail"]["duplicate_of"] in known
+    # the two Chinese near-duplicates: only the Unicode tokenizer sees them
+    assert any(r["stage"] == "rouge" and "光合作用" in r["text"] for r in rejected)
+
+
+def test_cjk_passes_with_the_faithful_tokenizer():
+    cjk = _records()[-2:]
+    kept, _, _ = _run(cjk, [{"rouge": {"tokenizer": "rouge_score"}}])
+    assert len(kept) == 2
+    kept, _, _ = _run(cjk, [{"rouge": {"tokenizer": "unicode"}}])
+    assert len(kept) == 1
+
+
+@pytest.mark.parametrize("spec,msg", [
+    (["nonsense"], "unknown step 'nonsense'"),
+    ([{"minhash": {"threshold": 3}}], "threshold"),
+    ([{"too_short": {"bogus": 1}}], "bogus"),
+    ([], "empty"),
+    ([{"a": 1, "b": 2}], "filters[1]"),
+])
+def test_bad_chain_is_a_user_error(spec, msg):
+    with pytest.raises(DatagenError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+        build_chain(spec, where="chain.yaml")
+
+
+@pytest.mark.slow
+def test_cli_dedup_filter_why_and_decontaminate(tmp_path, prefect_env):
+    data = tmp_path / "data.jsonl"
+    rows = [{"instruction": "Explain photosynthesis in simple terms.", "input": "", "output": "Plants make sugar from light."},
+            {"instruction": "explain  photosynthesis in simple terms.", "input": "", "output": "Plants make sugar from light."},
+            {"instruction": "What is the capital city of France and why did it become the capital?", "input": "",
+             "output": "Paris, because the Capetian kings ruled from it and it sat on major trade routes."},
+            {"instruction": "As a helper, answer the question.", "input": "Why is the sky blue?",
+             "output": "I'm sorry, but as an AI language model I cannot answer that."},
+            {"instruction": "Name a prime number larger than ten.", "input": "", "output": "Thirteen is prime."}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"id": "q17", "question": "What is the capital city of France and why did it "
+                                 "become the capital? Answer in one paragraph."}) + "\n")
+    out = tmp_path / "out"
+    p = run_cli(["dedup", str(data), "--out", str(out), "--name", "mine"], env=prefect_env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    v1 = out / "mine" / "v0001"
+    assert len((v1 / "alpaca.jsonl").read_text().splitlines()) == 4
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("filters:\n  - refusal\n  - {too_short: {min_output_tokens: 2}}\n")
+    p = run_cli(["filter", "mine", "--out", str(out), "--config", str(chain), "--decontaminate", str(evals)],
+                env=prefect_env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    v2 = out / "mine" / "v0002"
+    manifest = json.loads((v2 / "manifest.json").read_text())
+    assert manifest["parent"] == "mine@v0001"
+    assert [f["step"] for f in manifest["filters"]] == ["refusal", "too_short", "decontaminate"]
+    rejected = [json.loads(x) for x in (v2 / "rejected.jsonl").read_text().splitlines()]
+    assert {(r["stage"], r["reason"]) for r in rejected} == {("refusal", "refusal"), ("decontaminate", "contamination")}
+    contaminated = next(r for r in rejected if r["reason"] == "contamination")
+    assert contaminated["detail"]["eval_item"] == "q17" and "eval.jsonl" in contaminated["detail"]["eval_file"]
+    dup = json.loads((v1 / "rejected.jsonl").read_text().splitlines()[0])
+    p = run_cli(["why", "mine@v1", dup["id"][:8], "--out", str(out)], env=prefect_env)
+    assert p.returncode == 0, p.stderr
+    assert "exact_dedup" in p.stderr and "exact_duplicate" in p.stderr and "Explain photosynthesis" in p.stderr
+    p = run_cli(["why", "mine", "ffffffff", "--out", str(out)], env=prefect_env)
+    assert p.returncode == 2 and "no record with id" in p.stderr
