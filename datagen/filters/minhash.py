@@ -227,7 +227,8 @@ class MinHashDedup:
     def check_and_add_many(self, items: Iterable[tuple[str, str]]) -> Iterator[Verdict]:
         """Same decisions as ``check_and_add`` one by one, in order, but hashed a batch at a time.
 
-        Lazy: records are consumed (and indexed) only as their verdicts are taken.
+        Lazy: input is read and hashed one batch ahead, but each record joins the index only when its
+        verdict is taken, so a later record always sees exactly the records decided before it.
         """
         it = iter(items)
         while batch := list(islice(it, _BATCH)):

@@ -20,8 +20,10 @@ takes seconds instead of the quadratic loop's hours:
 What is exact and what is not (the honest part):
 
 * exact, always: the keep/drop decision, ``rouge_max`` and ``most_similar`` — the ``top_k`` best pooled
-  instructions with their scores (ties: the earlier pooled instruction first; pairs scoring 0 are not
-  listed). These are the same numbers the quadratic loop would report.
+  instructions with their scores, best first (pairs scoring 0 are not listed). These are the scores
+  the quadratic loop reports; among tied scores we list the earlier pooled instruction first, where
+  Self-Instruct's ``np.argsort`` picks arbitrarily. A drop carries ``rouge_max`` and the most similar
+  text only.
 * ``avg_similarity`` (Self-Instruct's mean similarity to the whole pool) needs every pair, which is the
   quadratic cost this module exists to avoid. It is exact while the pool holds at most ``MEAN_SAMPLE``
   instructions and, beyond that, the mean over a uniform reservoir sample of ``MEAN_SAMPLE`` pooled
@@ -56,7 +58,7 @@ __all__ = ["RougeNovelty", "tokenize", "rouge_l_f"]
 
 TOKENIZERS = ("rouge_score", "unicode")
 MEAN_SAMPLE = 500  # pooled instructions averaged for avg_similarity once the pool is larger
-_MARGIN = 1e-9  # see module docstring: far above float error, far below the gap between two scores
+_MARGIN = 1e-9  # see module docstring: far above the float error of a score or a bound
 _FIRST_BATCH = 32  # exact LCS computed for the best-bounded pairs first, to get a k-th best score
 _BATCH = 256
 _MAX_TEXT_IDS = sys.maxunicode - 0x800  # ids (and the "unseen" id) that map to a code point

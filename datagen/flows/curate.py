@@ -50,7 +50,8 @@ def curate_flow(run: dict[str, Any]) -> dict[str, Any]:
     steps = build_chain(run["chain"], Path(run["chain_base"]) if run.get("chain_base") else None,
                         where=run.get("chain_where", "config"))
     store = DatasetStore(run["out"], run["name"])
-    with store.open_version(run["run_id"]) as writer:
+    store.recover()
+    with store.claim_run(run["run_id"]), store.open_version(run["run_id"]) as writer:
         totals = filter_pass(source, steps, writer)
         rejected_by_stage = {s.name: {k: v for k, v in sorted(s.counts.items()) if k != "kept"} for s in steps}
         counts = {"in": totals["in"], "records": totals["kept"], "instructions": totals["kept"],

@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from datagen import progress
+from datagen.crashpoints import crash_point
 from datagen.methods.self_instruct import (BOOTSTRAP_PARAMS, CLASSIFY_PARAMS, INSTANCE_MAX_TOKENS, INSTANCE_PARAMS,
                                            MachineTask, SelfInstructParams, SelfInstructState, Templates)
 from datagen.records import Record
@@ -77,6 +78,11 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     params = SelfInstructParams(**run["params"])
     templates = Templates.load(params.prompts_dir)
     store = DatasetStore(run["out"], run["name"])
+    cleaned = store.recover()
+    if cleaned:
+        log.info("cleaned the working state of %d crashed run(s): %s", len(cleaned), ", ".join(cleaned))
+    claim = store.claim_run(run["run_id"])
+    crash_point("run.start")
     cfg = resolve_teacher_config(run.get("teacher", {}), run.get("teacher_yaml"))
     cache = ResponseCache(run["cache"])
     work = store.work_dir(run["run_id"])
@@ -97,6 +103,7 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
             t0 = time.monotonic()
             if state.bootstrap_prompt_count():
                 await bootstrap_round(state, teacher)
+                crash_point("round.after_bootstrap")
             timed("bootstrap", t0)
             batch = state.take_batch()
             if not batch:
@@ -104,10 +111,12 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
             prog.stage = "classify"
             t0 = time.monotonic()
             await classification_batch(state, teacher, batch)
+            crash_point("round.after_classify")
             timed("classify", t0)
             prog.stage = "instances"
             t0 = time.monotonic()
             await instance_batch(state, teacher, batch)
+            crash_point("round.after_instances")
             timed("instances", t0)
             prog.accepted = min(len(state.done), params.num_instructions)
         if embedded is not None and embedded.model_path is not None:
@@ -121,6 +130,7 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     t0 = time.monotonic()
     records = final_filter(state, model)
     timings["filter"] = time.monotonic() - t0
+    crash_point("filter.done")
     prog.accepted = len(state.done)
     counts = {
         **{k: v for k, v in sorted(state.counts.items()) if not k.startswith("rejected.")},
@@ -150,6 +160,8 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     prog.stage = "publish"
     path = publish(store, run["run_id"], records, state.rejected, manifest)
     cache.close()
+    claim.release()
+    crash_point("flow.done")
     prog.stage = "done"
     return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text())}
 

@@ -5,6 +5,7 @@ import platform
 import subprocess
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 import datagen
@@ -25,6 +26,8 @@ def redact(config: Any) -> Any:
         for k, v in config.items():
             if _is_secret(k):
                 out[k] = "<redacted>" if v else v
+            elif k == "base_url" and isinstance(v, str):
+                out["host"] = urlsplit(v).hostname   # a URL may carry credentials or a private path
             else:
                 out[k] = redact(v)
         return out

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError
 from datagen.records import Record
 from datagen.store.export import EXPORTERS, dataset_info
@@ -71,6 +72,10 @@ class DatasetStore:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def claim_run(self, run_id: str) -> "RunClaim":
+        """Hold the run's lock for its lifetime, so `recover()` by another run never deletes live work."""
+        return RunClaim(self.work_dir(run_id))
+
     @contextmanager
     def _lock(self) -> Iterator[None]:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +100,7 @@ class DatasetStore:
             return w.publish(manifest, readme)
 
     def _publish_staged(self, run_id: str, stage: Path, manifest: dict[str, Any], readme: str) -> Path:
+        crash_point("publish.staged")
         with self._lock():
             existing = self.versions()
             number = int(existing[-1][1:]) + 1 if existing else 1
@@ -105,12 +111,63 @@ class DatasetStore:
             _fsync_dir(stage)
             final = self.dir / version
             os.rename(stage, final)  # atomic on one filesystem; fails loudly rather than merging
-            tmp = self.dir / ".LATEST.tmp"
-            tmp.write_text(version + "\n")
-            os.replace(tmp, self.dir / "LATEST")
-            _fsync_dir(self.dir)
+            crash_point("publish.renamed")
+            self._write_latest(version)
+            crash_point("publish.latest")
         shutil.rmtree(self.work_dir(run_id), ignore_errors=True)
         return final
+
+    def _write_latest(self, version: str) -> None:
+        tmp = self.dir / ".LATEST.tmp"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.dir / "LATEST")
+        _fsync_dir(self.dir)
+
+    def recover(self) -> list[str]:
+        """After a crash: point LATEST at the newest complete version and delete the working state
+        of runs that are no longer alive (their lock is free). Returns the run ids cleaned."""
+        cleaned = []
+        with self._lock():
+            versions = self.versions()
+            if versions and self.latest() != versions[-1]:
+                self._write_latest(versions[-1])   # a crash between rename and LATEST
+            runs = self.dir / ".runs"
+            if runs.is_dir():
+                for d in runs.iterdir():
+                    if d.is_dir() and not _run_alive(d):
+                        shutil.rmtree(d, ignore_errors=True)
+                        cleaned.append(d.name)
+        return cleaned
+
+
+class RunClaim:
+    def __init__(self, work: Path):
+        self._fh = open(work / ".alive", "w")
+        fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+    def __enter__(self) -> "RunClaim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _run_alive(work: Path) -> bool:
+    marker = work / ".alive"
+    if not marker.exists():
+        return False
+    with open(marker, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 class VersionWriter:

@@ -238,7 +238,10 @@ class Budget:
             self._spent_in += actual_input
             self._spent_out += actual_output
             if self._reason is None:
-                if self.cost_enforced and self.spent_usd >= self.max_cost_usd - _EPS:
+                # At the cap nothing more fits, as every real request costs something (unless
+                # the model is free, in which case only exceeding it, impossible, would count).
+                free = self.price is not None and self.price.input == 0 and self.price.output == 0
+                if self.cost_enforced and not free and self.spent_usd >= self.max_cost_usd - _EPS:
                     self._reason = REASON_COST
                 elif self.max_total_tokens is not None and self.spent_tokens >= self.max_total_tokens:
                     self._reason = REASON_TOKENS

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError, TeacherUnavailable
 from datagen.teacher.cache import ResponseCache, request_key
 from datagen.teacher.config import TeacherConfig
@@ -149,8 +150,10 @@ class Teacher:
                 self.usage.cached_prompt_tokens += hit["prompt_tokens"]
                 self.usage.cached_completion_tokens += hit["completion_tokens"]
                 return Completion(cached=True, key=key, **hit)
+        crash_point("teacher.before_request")
         async with self._sem:
             data = await self._post_with_retries(path, body)
+        crash_point("teacher.after_response")
         choice = (data.get("choices") or [{}])[0]
         if path == "/chat/completions":
             text = ((choice.get("message") or {}).get("content")) or ""
@@ -170,12 +173,14 @@ class Teacher:
         self.usage.finish_reasons[result["finish_reason"]] += 1
         if self.cache is not None:
             self.cache.put(key, result)
+            crash_point("teacher.after_cache_put")
         return Completion(cached=False, key=key, **result)
 
     async def _post_with_retries(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         client = await self._ensure_endpoint()
         cfg = self.config
         last: _Retry | None = None
+        empty_retried = False
         for attempt in range(cfg.max_retries + 1):
             if last is not None:
                 backoff = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
@@ -185,7 +190,13 @@ class Teacher:
                 await asyncio.sleep(wait)
             self.usage.attempts += 1
             try:
-                return await self._post_once(client, path, body)
+                data = await self._post_once(client, path, body)
+                if not empty_retried and _empty_answer(data):
+                    # An empty 200 is usually a proxy or server hiccup; ask once more, then believe it
+                    # (a model may legitimately stop at once on a stop sequence).
+                    empty_retried = True
+                    raise _Retry("empty", wait_s=0.0, detail="empty content")
+                return data
             except _Retry as r:
                 self.usage.retries[r.cause] += 1
                 last = r
@@ -221,6 +232,16 @@ class Teacher:
             raise DatagenError(f"teacher at {host}: HTTP 404 for {path} with --model '{body.get('model')}': "
                                f"unknown model or endpoint (does it speak the OpenAI API under /v1?): {message}")
         raise DatagenError(f"teacher at {host}: HTTP {resp.status_code} for {path}: {message}")
+
+
+def _empty_answer(data: dict[str, Any]) -> bool:
+    choice = data["choices"][0] if isinstance(data["choices"][0], dict) else {}
+    if choice.get("finish_reason") == "length":
+        return False
+    text = choice.get("text")
+    if text is None:
+        text = (choice.get("message") or {}).get("content")
+    return not text
 
 
 def _error_message(resp: httpx.Response) -> str:

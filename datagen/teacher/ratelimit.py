@@ -184,10 +184,16 @@ class RateLimiter:
         return self._window_tokens
 
     # -- core ------------------------------------------------------------------------------------
+    @property
+    def _horizon(self) -> float:
+        # How long an entry stays in the window: the period plus a nanosecond-scale margin, so
+        # float rounding can never let an entry leave early (t + 60 <= now and t <= now - 60 can
+        # disagree in the last bit). The expiry test `started_at + horizon <= now` is the same
+        # expression as the wake-up time in `_wait_time`, so a sleeper woken then finds it gone.
+        return self.period_s * (1 + 1e-9)
+
     def _prune(self, now: float) -> None:
-        # Expiry test `started_at + period <= now` is the same expression as the wake-up time
-        # computed in `_wait_time`, so a sleeper woken exactly then finds the entry gone.
-        log, period = self._log, self.period_s
+        log, period = self._log, self._horizon
         while log and log[0].started_at + period <= now:
             entry = log.popleft()
             entry.live = False
@@ -213,10 +219,10 @@ class RateLimiter:
                 freed_requests += 1
                 freed_tokens += entry.tokens
                 if freed_requests >= need_requests and freed_tokens >= excess:
-                    deadline = entry.started_at + self.period_s
+                    deadline = entry.started_at + self._horizon
                     break
             else:  # cannot happen: freeing every entry empties the window
-                deadline = self._log[-1].started_at + self.period_s
+                deadline = self._log[-1].started_at + self._horizon
         for quota, need in ((self._srv_requests, 1), (self._srv_tokens, tokens)):
             held = quota.hold_until(need, now) if need > 0 else None
             if held is not None:
@@ -340,9 +346,9 @@ class AdaptiveConcurrency:
     `async with limiter:`), else approximated as the oldest request that may still be in flight.
 
     Additive increase: +`increase`/limit per success, i.e. +`increase` after a limit's worth of
-    successes (about one round trip). Only while the limit is actually in use (in flight within
-    one of the limit): an idle client proves nothing about what the server can take, and growing
-    the limit then would release a burst later.
+    successes (about one round trip), up to `maximum`, and only while the limit is in use (the
+    most requests ever in flight at once is within one of it): an application-limited client
+    proves nothing about what the server can take, and an inflated limit would burst later.
 
     `pause_until`/`pause_for` make every *new* acquire wait (requests in flight are unaffected), so
     a Retry-After makes the whole client back off. Single event loop; not thread-safe.
@@ -363,6 +369,7 @@ class AdaptiveConcurrency:
         self.clock, self.sleep = clock, sleep
         self._limit = float(self._clamp(initial))
         self._in_flight = 0
+        self._peak = 0             # most requests ever in flight at once
         self._started = 0          # requests numbered 0, 1, 2, ... as they acquire
         self._epoch_start = 0      # first request number of the current congestion epoch
         self._paused_until = -math.inf
@@ -409,6 +416,7 @@ class AdaptiveConcurrency:
                 raise
             woken = True
         self._in_flight += 1
+        self._peak = max(self._peak, self._in_flight)
         slot = self._started
         self._started += 1
         _current_slot.set(slot)
@@ -451,11 +459,17 @@ class AdaptiveConcurrency:
         return True
 
     def on_success(self) -> None:
-        """A completed request: additive increase while the limit is being used."""
-        if self._in_flight + 1 < self.limit:
+        """A completed request: additive increase while the limit is in use, i.e. the most
+        requests ever in flight at once is within one of it, so the limit stays below peak + 2.
+        (Judged on the peak, not on the in-flight count now: successes arrive in batches, each
+        draining in-flight before the next is reported; and a slot added by growth only fills
+        after the batch that earned it.)"""
+        if self._peak + 1 < self.limit:
             return
+        before = self.limit
         self._limit = self._clamp(self._limit + self.increase / max(self._limit, 1.0))
-        self._wake_waiters()
+        if self.limit > before:
+            self._wake_waiters()
 
     # -- global pause ----------------------------------------------------------------------------
     def pause_until(self, deadline: float) -> None:
