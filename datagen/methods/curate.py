@@ -31,14 +31,21 @@ class Step:
     counts: Counter = field(default_factory=Counter)
 
 
+def _construct(name: str, cls: type, params: dict[str, Any]) -> Any:
+    try:
+        return cls(**params)
+    except TypeError as e:
+        raise DatagenError(f"filter '{name}': {e}") from None
+
+
 def _exact(params: dict[str, Any]) -> Step:
-    dedup = ExactDedup(**params)
+    dedup = _construct("exact_dedup", ExactDedup, params)
     return Step("exact_dedup", dedup.config(),
                 lambda chunk: [dedup.check_and_add(r.id, record_text(r, dedup.fields)) for r in chunk])
 
 
 def _minhash(params: dict[str, Any]) -> Step:
-    dedup = MinHashDedup(**params)
+    dedup = _construct("minhash", MinHashDedup, params)
     return Step("minhash", dedup.config(),
                 lambda chunk: list(dedup.check_and_add_many((r.id, record_text(r, dedup.fields)) for r in chunk)))
 
@@ -48,10 +55,7 @@ def _rouge(params: dict[str, Any]) -> Step:
     fld = params.pop("field", "instruction")
     if fld not in ("instruction", "input", "output"):
         raise DatagenError(f"filter 'rouge': field must be instruction, input or output, got {fld!r}")
-    try:
-        index = RougeNovelty(**params)
-    except TypeError as e:
-        raise DatagenError(f"filter 'rouge': {e}") from None
+    index = _construct("rouge", RougeNovelty, params)
     ids_by_text: dict[str, str] = {}
 
     def judge(chunk: list[Record]) -> list[Verdict]:
