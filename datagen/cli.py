@@ -104,7 +104,8 @@ def _summary(result: dict[str, Any], wall: float) -> Table:
                       f"{sum(u['retries'].values())} retries, {u['prompt_tokens']:,} in + "
                       f"{u['completion_tokens']:,} out tokens")
     if m.get("partial"):
-        table.add_row("[yellow]partial[/]", f"stopped early: {m['partial']}")
+        why = m.get("partial_reason") or m["partial"]
+        table.add_row("[yellow]partial[/]", f"stopped early ({why}): this version holds what was finished")
     table.add_row("wall time", f"{wall:.1f} s")
     table.add_row("published", result["path"])
     return table
@@ -126,11 +127,15 @@ def run_self_instruct(
     rouge_tokenizer: Tokenizer = typer.Option(Tokenizer.rouge_score, "--rouge-tokenizer", help="rouge_score (faithful; drops non-Latin text) or unicode (dedups every script)."),
     prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own prompt templates (prompts/self_instruct/*.txt layout)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; flags and environment override it."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop issuing requests before the estimated cost (USD, from `prices:` in the config) would exceed this; publish what is done."),
+    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this; publish what is done."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most (also learned from x-ratelimit-* headers)."),
+    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most (also learned from x-ratelimit-* headers)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, self_instruct:, prices:, budget:); flags and environment override it."),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
     cfg = _load_yaml(config)
-    known = {"teacher", "self_instruct"}
+    known = {"teacher", "self_instruct", "prices", "budget"}
     unknown = set(cfg) - known
     if unknown:
         raise DatagenError(f"{config}: unknown top-level setting '{sorted(unknown)[0]}' (expected: {', '.join(sorted(known))})")
@@ -141,7 +146,7 @@ def run_self_instruct(
     check_name(name)
     load_seeds(seeds)  # fail fast, before Prefect or the teacher start
     teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
-                     "max_concurrency": max_concurrency}
+                     "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm}
     teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
     if not teacher_cfg.embedded and not teacher_cfg.model:
         raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
@@ -167,7 +172,13 @@ def run_self_instruct(
         "params": params,
         "teacher": {k: v for k, v in teacher_flags.items() if v is not None},
         "teacher_yaml": cfg.get("teacher") or {},
+        "prices": cfg.get("prices") or {},
+        "budget": {**(cfg.get("budget") or {}),
+                   **({"max_cost_usd": max_cost} if max_cost is not None else {}),
+                   **({"max_total_tokens": max_total_tokens} if max_total_tokens is not None else {})},
     }
+    from datagen.teacher.budget import Prices
+    Prices(run["prices"])  # validate before starting
     _prefect_defaults()
     from datagen.flows.self_instruct import self_instruct_flow
 

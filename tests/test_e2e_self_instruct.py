@@ -54,7 +54,7 @@ def test_run_publishes_a_complete_version(first_run):
     assert c["rejected"] == len(rejected) == sum(sum(v.values()) for v in manifest["rejected"].values())
     by_reason = {(s, r): n for s, rs in manifest["rejected"].items() for r, n in rs.items()}
     task_level = sum(n for (s, r), n in by_reason.items()
-                     if r in ("no_valid_instances", "beyond_target", "not_needed") or (s, r) == ("instances", "content_filter"))
+                     if r in ("no_valid_instances", "beyond_target", "not_needed", "budget_exhausted") or (s, r) == ("instances", "content_filter"))
     assert c["bootstrap.accepted"] == c["instructions"] + task_level
     assert all(row["stage"] and row["reason"] for row in rejected)
     assert manifest["usage"][0]["requests"] > 0 and manifest["partial"] is None

@@ -123,17 +123,17 @@ def _f(lcs: int, len_new: int, len_old: int) -> float:
 
 
 class _GrowArray:
-    """An int32 array with amortised O(1) append (posting lists and lengths)."""
+    """A numpy array with amortised O(1) append (posting lists, lengths)."""
 
     __slots__ = ("buf", "n")
 
-    def __init__(self, cap: int = 4) -> None:
-        self.buf = np.empty(cap, dtype=np.int32)
+    def __init__(self, cap: int = 4, dtype: type = np.intp) -> None:
+        self.buf = np.empty(cap, dtype=dtype)  # intp: what bincount wants, no conversion per query
         self.n = 0
 
     def append(self, v: int) -> None:
         if self.n == len(self.buf):
-            self.buf = np.concatenate([self.buf, np.empty(len(self.buf), dtype=np.int32)])
+            self.buf = np.concatenate([self.buf, np.empty_like(self.buf)])
         self.buf[self.n] = v
         self.n += 1
 
@@ -156,7 +156,7 @@ class RougeNovelty:
         self.tokenizer_name = tokenizer
         self._texts: list[str] = []
         self._seqs: list = []  # token ids, one character per token (rapidfuzz compares code points)
-        self._lens = _GrowArray(1024)
+        self._lens = _GrowArray(1024, np.float64)  # float: the bound needs no cast
         self._vocab: dict[str, int] = {}
         self._postings: dict[tuple[int, int], _GrowArray] = {}
         self._ids_as_text = True  # False only if the vocabulary outgrows the code-point space
@@ -281,8 +281,7 @@ class RougeNovelty:
         if not lists:
             return []
         ov = np.bincount(np.concatenate(lists) if len(lists) > 1 else lists[0])
-        cand = np.flatnonzero(ov)
-        bound = ov[cand] * 2.0 / (self._lens.buf[cand] + la)
+        bound = ov * 2.0 / (self._lens.buf[: len(ov)] + la)  # 0 where nothing is shared
         query = self._query_seq(ids)
 
         score_parts: list[np.ndarray] = []
@@ -306,15 +305,18 @@ class RougeNovelty:
             """Bounds below this cannot reach the k-th best exact score (ties included)."""
             return top.min() - _MARGIN if len(top) >= k else -np.inf
 
+        # The best-bounded few first, to learn a k-th best score that prunes the rest.
         first_batch = max(_FIRST_BATCH, 2 * k)
-        if len(cand) > first_batch:
-            first = np.argpartition(-bound, first_batch - 1)[:first_batch]
-            verify(cand[first])
-            keep = bound >= floor()
-            keep[first] = False
-            rest, rest_bound = cand[keep], bound[keep]
+        if len(bound) > first_batch:
+            first = np.argpartition(bound, len(bound) - first_batch)[len(bound) - first_batch :]
+            first = first[ov[first] > 0]
         else:
-            rest, rest_bound = cand, bound
+            first = np.flatnonzero(ov)
+        verify(first)
+        todo = bound >= floor() if len(top) >= k else ov > 0
+        todo[first] = False
+        rest = np.flatnonzero(todo)
+        rest_bound = bound[rest]
         if len(rest):
             order = np.argsort(-rest_bound, kind="stable")
             rest, rest_bound = rest[order], rest_bound[order]

@@ -23,6 +23,7 @@ from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.seeds import file_sha256, load_seeds
 from datagen.store.versions import DatasetStore
 from datagen.teacher.cache import ResponseCache
+from datagen.teacher.budget import Budget, Prices
 from datagen.teacher.client import Teacher
 from datagen.teacher.config import resolve_teacher_config
 from datagen.teacher.embedded import EmbeddedTeacher
@@ -90,7 +91,15 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     state = SelfInstructState(seeds, params, templates)
     prog = progress.current()
     prog.target = params.num_instructions
-    async with Teacher(cfg, cache, embedded=embedded) as teacher:
+    limits = run.get("budget") or {}
+    budget = None
+    if limits.get("max_cost_usd") is not None or limits.get("max_total_tokens") is not None:
+        budget = Budget(max_cost_usd=limits.get("max_cost_usd"), max_total_tokens=limits.get("max_total_tokens"),
+                        prices=Prices(run.get("prices") or {}), model=cfg.model or "")
+        if limits.get("max_cost_usd") is not None and not budget.cost_enforced:
+            log.warning("no price configured for model %r: --max-cost cannot be enforced, only token limits",
+                        cfg.model)
+    async with Teacher(cfg, cache, embedded=embedded, budget=budget) as teacher:
         prog.usages = [teacher.usage]
         log.info("self-instruct: %d seeds from %s, target %d instructions, teacher %s (%s)",
                  len(seeds), run["seeds"], params.num_instructions, teacher.model, cfg.public()["host"])
@@ -148,6 +157,9 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
                                  "instances_classification": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[True]),
                                  "instances_generation": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[False])}}
     partial = None if state.stop_reason == "target_reached" else state.stop_reason
+    if partial == "budget":
+        log.warning("budget reached (%s): publishing the %d instructions made so far", state.budget_stop,
+                    len(state.done))
     manifest = build_manifest(
         recipe="self-instruct", run_id=run["run_id"],
         config={k: v for k, v in run.items() if k not in ("teacher",)} | {"teacher_flags": run.get("teacher", {})},
@@ -155,7 +167,9 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
         templates=templates.hashes(), teacher=teacher_info, counts=counts, usage=usage, timings=timings,
         rejected=state.rejected, partial=partial,
         extra={"filters": {"rouge_l": {"threshold": params.rouge_threshold,
-                                       "tokenizer": state.novelty.tokenizer_name}}},
+                                       "tokenizer": state.novelty.tokenizer_name}},
+               "budget": budget.to_dict() if budget else None,
+               "partial_reason": state.budget_stop or None},
     )
     prog.stage = "publish"
     path = publish(store, run["run_id"], records, state.rejected, manifest)

@@ -22,7 +22,7 @@ from datagen.filters.rouge_novelty import RougeNovelty
 from datagen.methods.templates import Template, load_template
 from datagen.records import Record, content_id
 from datagen.store.seeds import SeedTask
-from datagen.teacher.client import Completion, Teacher
+from datagen.teacher.client import BudgetExhausted, Completion, Teacher
 
 # Sampling exactly as the released scripts (bootstrap_instructions.py, identify_clf_or_not.py,
 # generate_instances.py).
@@ -181,12 +181,30 @@ class SelfInstructState:
         self.prompts_sent = 0
         self.stalled = 0
         self.stop_reason = ""
+        self.budget_stop = ""   # set when the teacher's budget refused a request
+
+    async def _ask_all(self, requests: list) -> list[Completion | None]:
+        """All answers in order; None where the budget refused the request (the run then winds down)."""
+        results = await asyncio.gather(*requests, return_exceptions=True)
+        out: list[Completion | None] = []
+        for r in results:
+            if isinstance(r, BudgetExhausted):
+                self.budget_stop = r.reason
+                out.append(None)
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                out.append(r)
+        return out
 
     # --- decisions -------------------------------------------------------------------------------
     def needed(self) -> int:
         return max(0, self.params.num_instructions - len(self.done))
 
     def finished(self) -> bool:
+        if self.budget_stop:
+            self.stop_reason = "budget"
+            return True
         if self.needed() == 0:
             self.stop_reason = self.stop_reason or "target_reached"
             return True
@@ -242,10 +260,12 @@ class SelfInstructState:
         self.round += 1
         prompts = self._bootstrap_prompts(n)
         params = self.params.sampling(BOOTSTRAP_PARAMS)
-        answers: list[Completion] = await asyncio.gather(*(teacher.complete(p, params) for p, _ in prompts))
+        answers = await self._ask_all([teacher.complete(p, params) for p, _ in prompts])
         self.prompts_sent += n
         accepted = 0
         for (_, parents), answer in zip(prompts, answers):
+            if answer is None:
+                continue
             self.counts["bootstrap.responses"] += 1
             if answer.finish_reason == "length":
                 self.reject("bootstrap", "response_truncated", answer.text, {"request": answer.key})
@@ -273,21 +293,29 @@ class SelfInstructState:
     async def classify(self, teacher: Teacher, batch: list[MachineTask]) -> None:
         params = self.params.sampling(CLASSIFY_PARAMS)
         prompts = [self.templates.classify.render(instruction=t.instruction).rstrip() for t in batch]
-        answers = await asyncio.gather(*(teacher.complete(p, params) for p in prompts))
+        answers = await self._ask_all([teacher.complete(p, params) for p in prompts])
         for task, answer in zip(batch, answers):
+            if answer is None:
+                continue
             task.is_classification = is_classification_answer(answer.text)
             self.counts["classify.yes" if task.is_classification else "classify.no"] += 1
 
     async def generate_instances(self, teacher: Teacher, batch: list[MachineTask]) -> None:
         """Instances for each task; tasks with none left after the filters are rejected whole."""
+        unclassified = [t for t in batch if t.is_classification is None]
+        self.pending[:0] = unclassified          # the budget stopped their classification
+        batch = [t for t in batch if t.is_classification is not None]
         requests = []
         for t in batch:
             tpl = self.templates.instances_clf if t.is_classification else self.templates.instances_gen
             prompt = tpl.render(instruction=t.instruction.strip()).rstrip() + "\n"
             params = self.params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[bool(t.is_classification)])
             requests.append(teacher.complete(prompt, params))
-        answers = await asyncio.gather(*requests)
+        answers = await self._ask_all(requests)
         for task, answer in zip(batch, answers):
+            if answer is None:
+                self.pending.append(task)
+                continue
             task.instance_request = answer.key
             if answer.finish_reason == "content_filter":
                 self.reject("instances", "content_filter", task.instruction, {"request": answer.key})
@@ -312,8 +340,12 @@ class SelfInstructState:
         for t in extra:
             self.reject("target", "beyond_target", t.instruction, {"target": self.params.num_instructions})
         for t in self.pending:
-            self.reject("target", "not_needed", t.instruction,
-                        {"note": "accepted by the bootstrap; the target was met before it got instances"})
+            if self.stop_reason == "budget":
+                self.reject("target", "budget_exhausted", t.instruction,
+                            {"note": f"accepted by the bootstrap; the {self.budget_stop} stopped the run first"})
+            else:
+                self.reject("target", "not_needed", t.instruction,
+                            {"note": "accepted by the bootstrap; the target was met before it got instances"})
         self.pending = []
 
     def records(self, teacher_model: str) -> list[Record]:

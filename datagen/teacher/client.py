@@ -20,7 +20,10 @@ from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError, TeacherUnavailable
 from datagen.teacher.cache import ResponseCache, request_key
 from datagen.teacher.config import TeacherConfig
+from datagen.teacher.budget import Budget
 from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
+from datagen.teacher.ratelimit import AdaptiveConcurrency, RateLimiter
+from datagen.teacher.tokens import count_message_tokens, count_tokens
 from datagen.teacher.transport import make_async_client
 from datagen.teacher.usage import Usage
 
@@ -40,6 +43,14 @@ class Completion:
     cached: bool
     key: str
     model: str
+
+
+class BudgetExhausted(Exception):
+    """The run's budget allows no further request; the caller finishes what it has and publishes."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Retry(Exception):
@@ -73,14 +84,19 @@ class Teacher:
     """Async teacher client. Use as `async with Teacher(cfg, cache) as t: await t.complete(...)`."""
 
     def __init__(self, config: TeacherConfig, cache: ResponseCache | None = None, role: str = "teacher",
-                 embedded: EmbeddedTeacher | None = None, rng: random.Random | None = None):
+                 embedded: EmbeddedTeacher | None = None, rng: random.Random | None = None,
+                 budget: Budget | None = None):
         self.config = config
         self.cache = cache
         self.usage = Usage(role=role)
+        self.budget = budget
         self._embedded = embedded or (EmbeddedTeacher() if config.embedded else None)
         self._base_url = config.base_url
         self._start_lock = asyncio.Lock()
-        self._sem = asyncio.Semaphore(config.max_concurrency)
+        # Concurrency adapts to 429s (halve, then +1 per round trip) up to --max-concurrency; requests and
+        # tokens per minute never exceed the configured or advertised (x-ratelimit-*) limits.
+        self.concurrency = AdaptiveConcurrency(initial=config.max_concurrency, maximum=config.max_concurrency)
+        self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm, period_s=config.rate_window_s)
         self._seen: Counter = Counter()
         self._rng = rng or random.Random()
         self._client: httpx.AsyncClient | None = None
@@ -151,8 +167,19 @@ class Teacher:
                 self.usage.cached_completion_tokens += hit["completion_tokens"]
                 return Completion(cached=True, key=key, **hit)
         crash_point("teacher.before_request")
-        async with self._sem:
-            data = await self._post_with_retries(path, body)
+        est_in = count_message_tokens(body["messages"]) if "messages" in body else count_tokens(prompt)
+        max_out = int(params.get("max_tokens") or 256)
+        reservation = None
+        if self.budget is not None:
+            reservation = await self.budget.reserve_wait(est_in, max_out)
+            if reservation is None:
+                raise BudgetExhausted(self.budget.reason or "budget")
+        try:
+            data = await self._post_with_retries(path, body, est_in + max_out)
+        except BaseException:
+            if reservation is not None:
+                self.budget.release(reservation)
+            raise
         crash_point("teacher.after_response")
         choice = (data.get("choices") or [{}])[0]
         if path == "/chat/completions":
@@ -167,6 +194,8 @@ class Teacher:
             "completion_tokens": int(usage.get("completion_tokens") or 0),
             "model": data.get("model") or self.model,
         }
+        if reservation is not None:
+            self.budget.settle(reservation, result["prompt_tokens"] or est_in, result["completion_tokens"])
         self.usage.requests += 1
         self.usage.prompt_tokens += result["prompt_tokens"]
         self.usage.completion_tokens += result["completion_tokens"]
@@ -176,7 +205,7 @@ class Teacher:
             crash_point("teacher.after_cache_put")
         return Completion(cached=False, key=key, **result)
 
-    async def _post_with_retries(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post_with_retries(self, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
         client = await self._ensure_endpoint()
         cfg = self.config
         last: _Retry | None = None
@@ -189,8 +218,24 @@ class Teacher:
                     wait = max(wait, last.wait_s) if last.cause == "429" else last.wait_s
                 await asyncio.sleep(wait)
             self.usage.attempts += 1
+            # One concurrency slot and one rate-limit reservation per HTTP attempt: a retry is a request
+            # to the server's limits too, and a 429 must be judged against the slot it was sent in.
+            slot = await self.concurrency.acquire()
             try:
-                data = await self._post_once(client, path, body)
+                reserved = await self.limiter.acquire(tokens)
+                try:
+                    data = await self._post_once(client, path, body)
+                except _Retry as r:
+                    self.limiter.reconcile(reserved, 0 if r.cause in ("connection",) else tokens)
+                    if r.cause == "429":
+                        self.concurrency.on_rate_limited(slot)
+                        if r.wait_s:
+                            self.concurrency.pause_for(r.wait_s)  # the whole client backs off, not one call
+                    raise
+                usage = data.get("usage") or {}
+                actual = int(usage.get("total_tokens") or 0)
+                self.limiter.reconcile(reserved, actual or tokens)
+                self.concurrency.on_success()
                 if not empty_retried and _empty_answer(data):
                     # An empty 200 is usually a proxy or server hiccup; ask once more, then believe it
                     # (a model may legitimately stop at once on a stop sequence).
@@ -201,6 +246,8 @@ class Teacher:
                 self.usage.retries[r.cause] += 1
                 last = r
                 log.debug("retrying %s after %s (%s)", path, r.cause, r.detail)
+            finally:
+                self.concurrency.release()
         host = httpx.URL(self._base_url).host
         raise TeacherUnavailable(
             f"teacher at {host}: still failing after {cfg.max_retries} retries (last: {last.cause} {last.detail})".rstrip())
@@ -212,6 +259,8 @@ class Teacher:
             raise _Retry("timeout", detail=type(e).__name__) from None
         except httpx.TransportError as e:
             raise _Retry("connection", detail=type(e).__name__) from None
+        if "x-ratelimit-limit-requests" in resp.headers or "x-ratelimit-remaining-tokens" in resp.headers:
+            self.limiter.update_from_headers(resp.headers)
         if resp.status_code == 200:
             try:
                 data = resp.json()

@@ -26,6 +26,9 @@ class TeacherConfig:
     max_retries: int = 6
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
+    rpm: float | None = None          # requests per minute (None: only what the server advertises)
+    tpm: float | None = None          # tokens per minute (input estimated with tiktoken + max_tokens)
+    rate_window_s: float = 60.0       # the window rpm/tpm apply to (providers use a minute)
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
