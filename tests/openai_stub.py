@@ -26,6 +26,13 @@ Two ways to run it:
 
 The subprocess form is the one for throughput benchmarks: the server then has
 its own interpreter and GIL instead of competing with the client under test.
+
+Endpoints: POST /v1/chat/completions, POST /v1/completions (the only ones that
+are faulted or delayed), GET /v1/models[/{id}], GET /health; batch API:
+POST/GET /v1/files, GET/DELETE /v1/files/{id}, GET /v1/files/{id}/content,
+POST/GET /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel.
+Admin (never logged or counted): GET /stats, GET /stub/requests,
+POST /stub/config (JSON of StubConfig fields to change), POST /stub/reset.
 """
 from __future__ import annotations
 
@@ -46,17 +53,18 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Union
+from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["StubConfig", "StubApp", "StubServer", "default_responder", "FAULT_KINDS", "main"]
+__all__ = ["FAULT_KINDS", "StubApp", "StubConfig", "StubServer", "default_responder", "main"]
 
 # Order matters: it is the order in which a uniform draw is bucketed into faults,
 # so changing it would change which requests a given seed faults.
 FAULT_KINDS = ("429", "500", "502", "503", "timeout", "reset", "invalid_json", "empty", "length")
 
-Responder = Callable[[str, dict], Union[str, list, Awaitable[Union[str, list]]]]
+Responder = Callable[[str, dict], str | list | Awaitable[str | list]]
 
 
 @dataclass
@@ -294,7 +302,7 @@ class _HttpError(Exception):
 
 
 class _Request:
-    __slots__ = ("method", "path", "query", "headers", "body", "keep_alive")
+    __slots__ = ("body", "headers", "keep_alive", "method", "path", "query")
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -469,7 +477,8 @@ class StubApp:
             self._rl_requests = 0
             self._rl_tokens = 0
             self._stats = {
-                "requests_total": 0, "by_path": {}, "by_status": {}, "faults": {k: 0 for k in FAULT_KINDS},
+                "requests_total": 0, "by_path": {}, "by_status": {},
+                "faults": {k: 0 for k in (*FAULT_KINDS, "ratelimit")},
                 "in_flight": 0, "max_in_flight": 0, "connections_open": 0, "max_connections_open": 0,
                 "connections_total": 0, "prompt_tokens": 0, "completion_tokens": 0, "responder_errors": 0,
                 "batches_created": 0, "started_at": time.time(),
@@ -556,7 +565,7 @@ class StubApp:
             try:
                 if not await asyncio.wait_for(reader.read(65536), left):
                     return
-            except (asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 return
 
     async def _reset(self, writer: asyncio.StreamWriter, resp: _Response) -> None:
@@ -588,13 +597,13 @@ class StubApp:
             entry["seq"] = self._seq
             self._stats["requests_total"] += 1
             self._log.append(entry)
-        route, resp = "?", None
+        route = path
         try:
             route, resp = await self._route(req, entry)
         except Exception as e:  # a stub bug or a raising responder must surface as a 500, not a dead socket
             traceback.print_exc(file=sys.stderr)
             resp = _error(500, f"stub internal error: {type(e).__name__}: {e}", "server_error")
-        entry["status"] = 0 if resp.action else resp.status  # 0: no status line was sent
+        entry["status"] = 0 if resp.action else resp.status  # 0: no complete response (hang or reset)
         self._bump("by_path", route)
         self._bump("by_status", str(entry["status"]))
         resp.headers.append(("x-request-id", f"req_stub{entry['seq']:08d}"))
@@ -663,6 +672,9 @@ class StubApp:
                     old = dataclasses.replace(self.config)
                     for k, v in updates.items():
                         setattr(self.config, k, v)
+                    if "log_max_requests" in updates:
+                        with self._lock:
+                            self._log = deque(self._log, maxlen=self.config.log_max_requests)
                     try:
                         self.config.fault_rates()
                     except ValueError:
@@ -996,7 +1008,7 @@ class StubApp:
                 item = json.loads(line)
                 cid = item["custom_id"]
                 if not isinstance(item.get("body"), dict):
-                    raise ValueError("missing body")
+                    raise TypeError("missing body")
             except (ValueError, KeyError, TypeError) as e:
                 errors.append({"code": "invalid_json_line", "message": f"line {no}: {e}", "param": None, "line": no})
                 continue
@@ -1092,7 +1104,7 @@ class StubServer:
     def reset(self) -> None:
         self.app.reset()
 
-    def start(self) -> "StubServer":
+    def start(self) -> StubServer:
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -1126,10 +1138,10 @@ class StubServer:
             self._thread.join(timeout=10)
         self._thread = None
 
-    def __enter__(self) -> "StubServer":
+    def __enter__(self) -> StubServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -1141,18 +1153,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.name == "responder":
             continue
         flag = "--" + f.name.replace("_", "-")
-        names = [flag]
+        names, help_ = [flag], f"StubConfig.{f.name}"
         if f.name.endswith("_s"):
             names.append(flag[:-2])  # --latency as well as --latency-s
         t = str(f.type)
         if t == "bool":
-            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_)
         elif t.startswith("list"):
-            parser.add_argument(*names, dest=f.name, default=f.default, metavar="A,B",
+            parser.add_argument(*names, dest=f.name, default=f.default, metavar="A,B", help=help_,
                                 type=lambda s: [x for x in s.split(",") if x])
         else:
             conv = {"float": float, "int": int}.get(t, str)
-            parser.add_argument(*names, dest=f.name, type=conv, default=f.default)
+            parser.add_argument(*names, dest=f.name, type=conv, default=f.default, help=help_)
 
 
 def main(argv: list[str] | None = None) -> int:

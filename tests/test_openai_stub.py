@@ -98,7 +98,7 @@ def test_same_request_same_content_different_request_different(client):
     reordered = client.post("/chat/completions",
                             content=json.dumps(dict(reversed(list(chat(1).items())))),
                             headers={"content-type": "application/json"}).json()
-    text = lambda d: d["choices"][0]["message"]["content"]  # noqa: E731
+    text = lambda d: d["choices"][0]["message"]["content"]
     assert text(a) == text(b) == text(reordered) != text(c)
     assert a["id"] != b["id"]
 
@@ -140,7 +140,8 @@ def test_pluggable_responder_str_list_async_and_raising():
         assert [x["text"] for x in d["choices"]] == ["a", "b"]  # a list is taken as-is
         assert calls == ["chat", "completion"]
         s.config.responder = slow
-        assert c.post("/chat/completions", json=chat()).json()["choices"][0]["message"]["content"] == "async stub-model"
+        d = c.post("/chat/completions", json=chat()).json()
+        assert d["choices"][0]["message"]["content"] == "async stub-model"
         s.config.responder = lambda kind, body: 1 / 0
         r = c.post("/chat/completions", json=chat())
         assert r.status_code == 500 and "ZeroDivisionError" in r.json()["error"]["message"]
@@ -229,9 +230,9 @@ def test_timeout_hangs_past_client_timeout_then_frees():
             time.sleep(0.02)
         st = s.stats
         assert st["connections_open"] == 0 and st["faults"]["timeout"] == 1 and st["by_status"] == {"0": 1}
-    with stub(rate_timeout=1.0, timeout_hang_s=0.2) as s, httpx.Client(base_url=s.base_url, timeout=3) as c:
-        with pytest.raises(httpx.RemoteProtocolError):  # hang elapsed: closed without a response
-            c.post("/chat/completions", json=chat())
+    with stub(rate_timeout=1.0, timeout_hang_s=0.2) as s, httpx.Client(base_url=s.base_url, timeout=3) as c, \
+            pytest.raises(httpx.RemoteProtocolError):  # hang elapsed: closed without a response
+        c.post("/chat/completions", json=chat())
 
 
 def test_reset_breaks_the_body():
@@ -254,7 +255,8 @@ def test_invalid_json_empty_and_length():
         full = default_responder("chat", chat())[0]
         d = c.post("/chat/completions", json=chat()).json()
         assert d["choices"][0]["finish_reason"] == "length"
-        assert full.startswith(d["choices"][0]["message"]["content"]) and len(d["choices"][0]["message"]["content"]) < len(full)
+        cut = d["choices"][0]["message"]["content"]
+        assert full.startswith(cut) and 0 < len(cut) < len(full)
 
 
 def test_rates_validated():
@@ -460,7 +462,8 @@ def test_batch_raw_upload_invalid_lines_cancel_and_errors():
         b = _wait_batch(c, b["id"])
         assert b["status"] == "failed" and b["errors"]["data"][0]["code"] == "invalid_json_line"
 
-        assert c.post("/batches", json={"input_file_id": "file-missing", "endpoint": "/v1/completions"}).status_code == 400
+        missing = {"input_file_id": "file-missing", "endpoint": "/v1/completions"}
+        assert c.post("/batches", json=missing).status_code == 400
         assert c.post("/batches", json={"input_file_id": f["id"], "endpoint": "/v1/embeddings"}).status_code == 400
         assert c.get("/batches/batch_nope").status_code == 404
         assert c.delete(f"/files/{f['id']}").json()["deleted"] is True
