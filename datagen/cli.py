@@ -150,6 +150,7 @@ def run_self_instruct(
     teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
     if not teacher_cfg.embedded and not teacher_cfg.model:
         raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
+    from datagen.teacher.preflight import check_endpoint
     params = dict(cfg.get("self_instruct") or {})
     params.update(num_instructions=num_instructions, seed=seed, prompts_per_round=prompts_per_round,
                   rouge_tokenizer=rouge_tokenizer.value)
@@ -179,8 +180,11 @@ def run_self_instruct(
     }
     from datagen.teacher.budget import Prices
     Prices(run["prices"])  # validate before starting
+    check_endpoint(teacher_cfg)
     _prefect_defaults()
+    from datagen.flows.console import quiet_user_errors
     from datagen.flows.self_instruct import self_instruct_flow
+    quiet_user_errors()
 
     prog = progress.install(progress.Progress(target=num_instructions))
     started = time.monotonic()
@@ -212,7 +216,9 @@ def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], c
         "chain": chain, "chain_base": str(chain_base) if chain_base else None, "chain_where": chain_where,
     }
     _prefect_defaults()
+    from datagen.flows.console import quiet_user_errors
     from datagen.flows.curate import curate_flow
+    quiet_user_errors()
 
     prog = progress.install(progress.Progress())
     started = time.monotonic()

@@ -81,7 +81,7 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     store = DatasetStore(run["out"], run["name"])
     cleaned = store.recover()
     if cleaned:
-        log.info("cleaned the working state of %d crashed run(s): %s", len(cleaned), ", ".join(cleaned))
+        log.info("cleaned the working state of %d interrupted or failed run(s): %s", len(cleaned), ", ".join(cleaned))
     claim = store.claim_run(run["run_id"])
     crash_point("run.start")
     cfg = resolve_teacher_config(run.get("teacher", {}), run.get("teacher_yaml"))

@@ -24,6 +24,15 @@ class SeedTask:
     source: str = ""  # file:line it came from
 
 
+MAX_LINE_BYTES = 1 << 20  # a seed task is a few hundred bytes; a 1 MB line is a wrong file, not a task
+
+
+def _check_line_size(path: Path, n: int, raw: str) -> None:
+    size = len(raw.encode("utf-8")) if len(raw) > MAX_LINE_BYTES // 4 else len(raw)
+    if size > MAX_LINE_BYTES:
+        raise _fail(path, n, f"line is {size / 1e6:.1f} MB; a seed task must be under {MAX_LINE_BYTES // (1 << 20)} MB")
+
+
 def _fail(path: Path, line: int | None, msg: str) -> DatagenError:
     where = f"{path}:{line}" if line else f"{path}"
     return DatagenError(f"{where}: {msg}")
@@ -106,6 +115,7 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
     tasks: list[SeedTask] = []
     if suffix == ".txt":
         for n, raw in enumerate(text.splitlines(), 1):
+            _check_line_size(path, n, raw)
             if raw.strip():
                 tasks.append(SeedTask(id=f"seed_{len(tasks)}", instruction=raw.strip(), source=f"{path}:{n}"))
     elif suffix == ".json" or (suffix not in (".jsonl", ".ndjson") and text.lstrip().startswith("[")):
@@ -120,6 +130,7 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
             tasks.append(_task_from_object(obj, f"{path}: record {i + 1}", i))
     elif suffix in (".jsonl", ".ndjson"):
         for n, raw in enumerate(text.splitlines(), 1):
+            _check_line_size(path, n, raw)
             if not raw.strip():
                 continue
             try:

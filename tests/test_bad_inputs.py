@@ -1,0 +1,116 @@
+"""The bad-input corpus: each mistake gives one clear `error:` line, the right exit code, and
+publishes nothing (exit 2 for input a user can fix, 1 for an endpoint that stays down)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from openai_stub import StubConfig, StubServer
+
+GOOD = '{"id": "a", "instruction": "Name three colours of the rainbow.", "instances": [{"input": "", "output": "red"}]}\n'
+
+
+def _write(tmp: Path, name: str, data: bytes | str) -> Path:
+    p = tmp / name
+    p.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return p
+
+
+def _seed_case(name, content):
+    return lambda tmp: ["--seeds", str(_write(tmp, name, content))]
+
+
+def _config_case(text):
+    return lambda tmp: ["--seeds", "seeds/175.jsonl", "--config", str(_write(tmp, "c.yaml", text))]
+
+
+# name -> (args builder, expected fragment of the error line, exit code)
+CASES = {
+    "invalid_json": (_seed_case("s.jsonl", GOOD + '{"instruction": "x",\n'), "s.jsonl:2: invalid JSON", 2),
+    "missing_field": (_seed_case("s.jsonl", GOOD + '{"id": "b"}\n'), "s.jsonl:2: field 'instruction' is missing", 2),
+    "mistyped_field": (_seed_case("s.jsonl", '{"instruction": ["a", "b"]}\n'), "s.jsonl:1: field 'instruction' must be a string", 2),
+    "mistyped_instances": (_seed_case("s.jsonl", '{"instruction": "Say hi", "instances": "none"}\n'), "field 'instances' must be a list", 2),
+    "missing_output": (_seed_case("s.jsonl", '{"instruction": "Say hi", "instances": [{"input": "x"}]}\n'), "field 'output' is missing", 2),
+    "empty_file": (_seed_case("s.jsonl", ""), "the seed file is empty", 2),
+    "non_utf8": (_seed_case("s.jsonl", GOOD.encode() + b'{"instruction": "caf\xe9"}\n'), "s.jsonl:2: not UTF-8", 2),
+    "huge_line": (_seed_case("s.jsonl", '{"instruction": "' + "x" * (100 << 20) + '"}\n'), "s.jsonl:1: line is 104.9 MB", 2),
+    "duplicate_ids": (_seed_case("s.jsonl", GOOD + GOOD), "s.jsonl:2: field 'id' duplicates 'a'", 2),
+    "unknown_format": (_seed_case("s.parquet", "PAR1"), "unknown seed format '.parquet'", 2),
+    "json_not_array": (_seed_case("s.json", '{"instruction": "x"}'), "expected a JSON array", 2),
+    "missing_file": (lambda tmp: ["--seeds", str(tmp / "nope.jsonl")], "seed file not found", 2),
+    "seeds_is_folder": (lambda tmp: ["--seeds", str(tmp)], "is a folder", 2),
+    "bad_yaml": (_config_case("teacher:\n  model: [unclosed\n"), "c.yaml:3: invalid YAML", 2),
+    "yaml_unknown_key": (_config_case("teachr: {}\n"), "unknown top-level setting 'teachr'", 2),
+    "yaml_key_in_file": (_config_case("teacher:\n  api_key: sk-123\n"), "must not be written in a config file", 2),
+    "yaml_bad_param": (_config_case("self_instruct:\n  rounds: 3\n"), "self_instruct", 2),
+    "bad_api_value": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--api", "grpc"], "'grpc' is not one of", 2),
+    "zero_target": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--num-instructions", "0"], "--num-instructions", 2),
+    "bad_tokenizer": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--rouge-tokenizer", "klingon"], "'klingon' is not one of", 2),
+    "bad_base_url": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--base-url", "localhost:8000", "--model", "m"], "--base-url: expected http(s)://", 2),
+    "url_without_model": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--base-url", "http://127.0.0.1:9/v1"], "--model: required", 2),
+    "name_escapes": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--name", "../../x"], "--name: '../../x' is not a valid dataset name", 2),
+    "template_without_placeholder": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--prompts", str(_prompts(tmp))],
+                                     "must contain the placeholder {{instructions}}", 2),
+    "unreachable_endpoint": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                                          "--config", str(_write(tmp, "f.yaml", "teacher: {max_retries: 2, backoff_base_s: 0.01}\n"))],
+                             "unreachable after 2 retries", 1),
+}
+
+
+def _prompts(tmp: Path) -> Path:
+    d = tmp / "prompts" / "self_instruct"
+    d.mkdir(parents=True)
+    for name in ("bootstrap", "classify", "instances_clf", "instances_gen"):
+        (d / f"{name}.txt").write_text((REPO / "prompts" / "self_instruct" / f"{name}.txt").read_text())
+    (d / "bootstrap.txt").write_text("List tasks:\n{{instruction}}\n")
+    return tmp / "prompts"
+
+
+def _assert_one_error_line(proc, expected: str, code: int, out: Path) -> None:
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:") or ln.startswith("Error:")
+              or "Invalid value" in ln]
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-1500:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert expected in proc.stderr, proc.stderr[-1500:]
+    assert len(errors) == 1, proc.stderr[-1500:]
+    assert not (out / "x").exists() and not any(out.glob("*/v0*")), "something was published"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_gives_one_clear_line(tmp_path, case):
+    build, expected, code = CASES[case]
+    out = tmp_path / "out"
+    proc = run_cli(["run", "self-instruct", "--out", str(out), *build(tmp_path)])
+    _assert_one_error_line(proc, expected, code, out)
+
+
+def test_wrong_api_key(tmp_path):
+    with StubServer(StubConfig(require_api_key="sk-right")) as srv:
+        proc = run_cli(["run", "self-instruct", "--seeds", "seeds/175.jsonl", "--out", str(tmp_path / "out"),
+                        "--base-url", srv.base_url, "--model", "stub"],
+                       env={**__import__("os").environ, "OPENAI_API_KEY": "sk-wrong-key-7"})
+    _assert_one_error_line(proc, "the API key was refused", 2, tmp_path / "out")
+    assert "sk-wrong-key-7" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_unknown_model(tmp_path, prefect_env):
+    with StubServer(StubConfig(models=["real-model"])) as srv:
+        proc = run_cli(["run", "self-instruct", "--seeds", "seeds/175.jsonl", "--out", str(tmp_path / "out"),
+                        "--base-url", srv.base_url, "--model", "no-such-model"], env=prefect_env)
+    _assert_one_error_line(proc, "unknown model", 2, tmp_path / "out")
+
+
+def test_user_template_cannot_reach_python_internals():
+    from datagen.methods.templates import Template
+    tpl = Template("t", Path("t.txt"), "A {{instruction}} {instruction.__class__.__mro__} {{instruction.__class__}} {0}")
+    out = tpl.render(instruction="X")
+    assert out == "A X {instruction.__class__.__mro__} {{instruction.__class__}} {0}"
+
+
+def test_bad_inputs_cover_at_least_twenty_cases():
+    assert len(CASES) + 2 >= 20
+    json.dumps(sorted(CASES))
