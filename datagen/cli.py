@@ -102,7 +102,8 @@ def _summary(result: dict[str, Any], wall: float) -> Table:
         table.add_row(f"{u['role']} usage",
                       f"{u['requests']} requests, {u['cache_hits']} cache hits, "
                       f"{sum(u['retries'].values())} retries, {u['prompt_tokens']:,} in + "
-                      f"{u['completion_tokens']:,} out tokens")
+                      f"{u['completion_tokens']:,} out tokens"
+                      + (f", ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else ""))
     if m.get("partial"):
         why = m.get("partial_reason") or m["partial"]
         table.add_row("[yellow]partial[/]", f"stopped early ({why}): this version holds what was finished")
@@ -131,11 +132,13 @@ def run_self_instruct(
     max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this; publish what is done."),
     rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most (also learned from x-ratelimit-* headers)."),
     tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most (also learned from x-ratelimit-* headers)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, self_instruct:, prices:, budget:); flags and environment override it."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, self_instruct:, prices:, budget:, assumptions:); flags and environment override it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Estimate requests, tokens and cost from the real prompts; call nothing, publish nothing."),
+    assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
     cfg = _load_yaml(config)
-    known = {"teacher", "self_instruct", "prices", "budget"}
+    known = {"teacher", "self_instruct", "prices", "budget", "assumptions"}
     unknown = set(cfg) - known
     if unknown:
         raise DatagenError(f"{config}: unknown top-level setting '{sorted(unknown)[0]}' (expected: {', '.join(sorted(known))})")
@@ -179,7 +182,10 @@ def run_self_instruct(
                    **({"max_total_tokens": max_total_tokens} if max_total_tokens is not None else {})},
     }
     from datagen.teacher.budget import Prices
-    Prices(run["prices"])  # validate before starting
+    prices = Prices(run["prices"])  # validate before starting
+    if dry_run:
+        _dry_run(seeds, params, cfg.get("assumptions") or {}, assume_from, out, prices, teacher_cfg)
+        return
     check_endpoint(teacher_cfg)
     _prefect_defaults()
     from datagen.flows.console import quiet_user_errors
@@ -194,6 +200,49 @@ def run_self_instruct(
         result = asyncio.run(self_instruct_flow(run))
     console.print(_summary(result, time.monotonic() - started))
     print(result["path"])
+
+
+def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assume_from: Optional[str],
+             out: Path, prices: Any, teacher_cfg: Any) -> None:
+    from datagen.methods.estimate import Assumptions, assumptions_from_manifest, estimate_self_instruct
+    from datagen.methods.self_instruct import SelfInstructParams, Templates
+    from datagen.store.seeds import load_seeds
+    from datagen.store.versions import DatasetStore
+
+    if assume_from:
+        path = Path(assume_from)
+        if not path.is_file():
+            name, _, version = assume_from.partition("@")
+            path = DatasetStore(out, name).resolve(version or None) / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DatagenError(f"--assume-from: cannot read {path}: {e}") from None
+        a = assumptions_from_manifest(manifest, str(path))
+    else:
+        try:
+            a = Assumptions(**assumed, source="config" if assumed else "defaults")
+        except TypeError as e:
+            raise DatagenError(f"config: assumptions: {e}") from None
+    p = SelfInstructParams(**params)
+    model = teacher_cfg.model or ("SmolLM2-135M-Instruct" if teacher_cfg.embedded else "")
+    est = estimate_self_instruct(load_seeds(seeds), p, Templates.load(p.prompts_dir), a, prices, model)
+    table = Table(title=f"dry run: self-instruct, {p.num_instructions} instructions (assumptions: {a.source})")
+    for col in ("requests", "input tokens", "output tokens", "max output tokens"):
+        table.add_column(col, justify="right")
+    table.add_column("kind", justify="left")
+    for r in est["rows"]:
+        table.add_row(f"{r['requests']:,}", f"{r['input_tokens']:,}", f"{r['output_tokens']:,}",
+                      f"{r['max_output_tokens']:,}", r["kind"])
+    table.add_row(f"{est['requests']:,}", f"{est['input_tokens']:,}", f"{est['output_tokens']:,}", "", "total",
+                  style="bold")
+    console.print(table)
+    if est["cost_usd"] is not None:
+        console.print(f"estimated cost: ${est['cost_usd']:.4f} (at most ${est['cost_usd_if_every_output_hits_max_tokens']:.4f} "
+                      "if every answer ran to max_tokens)")
+    else:
+        console.print(f"no price configured for '{model}' (config `prices:`): tokens only")
+    print(json.dumps(est))
 
 
 def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], chain_where: str,

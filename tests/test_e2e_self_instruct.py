@@ -135,3 +135,27 @@ def test_embedded_teacher_stops_when_the_run_is_interrupted(tmp_path, prefect_en
             os.kill(pid, signal.SIGKILL)
             pytest.fail(f"llama.cpp server {pid} outlived the run ({sig.name})")
     assert not (tmp_path / "e2e" / "LATEST").exists()   # nothing published by an interrupted run
+
+
+def _tokens_used(manifest: dict) -> int:
+    """Every token the run consumed, answered live or from the cache (by_kind counts both)."""
+    kinds = manifest["usage"][0]["by_kind"]
+    return sum(v["prompt_tokens"] + v["completion_tokens"] for v in kinds.values())
+
+
+def test_dry_run_estimate_within_15_percent_of_a_real_run(first_run, prefect_env, tmp_path):
+    """Calibrated on one run (seed 42), the dry-run predicts another (seed 7) on the embedded teacher."""
+    out, _ = first_run
+    args = ["run", "self-instruct", "--seeds", "seeds/175.jsonl", "--num-instructions", str(TARGET),
+            "--max-tokens", "256", "--seed", "7", "--out", str(out), "--name", "e2e-dry"]
+    est = run_cli([*args, "--dry-run", "--assume-from", str(out / "e2e" / "v0001" / "manifest.json")], env=prefect_env)
+    assert est.returncode == 0, est.stderr[-2000:]
+    estimate = json.loads(est.stdout.strip().splitlines()[-1])
+    assert not (out / "e2e-dry").exists()                       # a dry run publishes nothing
+    real = run_cli(args, env=prefect_env)
+    assert real.returncode == 0, real.stderr[-2000:]
+    manifest = json.loads((out / "e2e-dry" / "v0001" / "manifest.json").read_text())
+    used = _tokens_used(manifest)
+    print(f"dry-run estimate {estimate['total_tokens']} tokens, real run {used} tokens")
+    assert abs(estimate["total_tokens"] - used) <= 0.15 * used, (estimate["total_tokens"], used, estimate["rows"],
+                                                                 manifest["usage"][0]["by_kind"])

@@ -133,6 +133,8 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
         else:
             teacher_model_file = None
         model = teacher.model
+        teacher.usage.cost_usd = Prices(run.get("prices") or {}).cost(
+            model, teacher.usage.prompt_tokens, teacher.usage.completion_tokens)
         usage = [teacher.usage.to_dict()]
 
     prog.stage = "filter"

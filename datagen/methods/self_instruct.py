@@ -159,6 +159,21 @@ def parse_classification_instances(text: str, finish_reason: str) -> list[tuple[
     return instances
 
 
+def prompts_for(deficit: float, accepted: float, sent: int, per_round: int) -> int:
+    """Bootstrap prompts for a round: enough for the deficit at the yield seen so far (2 per prompt
+    before any is seen), discounted for instructions that will fail instance generation."""
+    if deficit <= 0:
+        return 0
+    per_prompt = accepted / sent if sent and accepted else 2.0
+    per_prompt *= 0.6
+    return max(1, min(per_round, math.ceil(deficit / max(per_prompt, 0.25))))
+
+
+def batch_size(pending: float, need: float) -> int:
+    """Instructions to give instances to next: the need plus half again for the ones that fail."""
+    return int(min(pending, need + math.ceil(need / 2)))
+
+
 class SelfInstructState:
     """Everything a Self-Instruct run knows between steps; methods below mutate it in a fixed order,
     so the same seeds, flags and teacher answers always give the same dataset."""
@@ -214,19 +229,13 @@ class SelfInstructState:
         return False
 
     def bootstrap_prompt_count(self) -> int:
-        """Enough prompts for the remaining deficit at the yield seen so far, never more than a round."""
-        deficit = self.needed() - len(self.pending)
-        if deficit <= 0 or self.stalled >= self.params.max_stalled_rounds:
+        if self.stalled >= self.params.max_stalled_rounds:
             return 0
-        accepted = len(self.machine)
-        per_prompt = accepted / self.prompts_sent if self.prompts_sent and accepted else 2.0
-        per_prompt *= 0.6  # not every accepted instruction ends with valid instances
-        return max(1, min(self.params.prompts_per_round, math.ceil(deficit / max(per_prompt, 0.25))))
+        return prompts_for(self.needed() - len(self.pending), len(self.machine), self.prompts_sent,
+                           self.params.prompts_per_round)
 
     def take_batch(self) -> list[MachineTask]:
-        """Instructions to give instances to next: the deficit plus half again for the ones that fail."""
-        need = self.needed()
-        size = min(len(self.pending), need + math.ceil(need / 2))
+        size = batch_size(len(self.pending), self.needed())
         batch, self.pending = self.pending[:size], self.pending[size:]
         return batch
 
@@ -260,7 +269,7 @@ class SelfInstructState:
         self.round += 1
         prompts = self._bootstrap_prompts(n)
         params = self.params.sampling(BOOTSTRAP_PARAMS)
-        answers = await self._ask_all([teacher.complete(p, params) for p, _ in prompts])
+        answers = await self._ask_all([teacher.complete(p, params, kind="bootstrap") for p, _ in prompts])
         self.prompts_sent += n
         accepted = 0
         for (_, parents), answer in zip(prompts, answers):
@@ -293,7 +302,7 @@ class SelfInstructState:
     async def classify(self, teacher: Teacher, batch: list[MachineTask]) -> None:
         params = self.params.sampling(CLASSIFY_PARAMS)
         prompts = [self.templates.classify.render(instruction=t.instruction).rstrip() for t in batch]
-        answers = await self._ask_all([teacher.complete(p, params) for p in prompts])
+        answers = await self._ask_all([teacher.complete(p, params, kind="classify") for p in prompts])
         for task, answer in zip(batch, answers):
             if answer is None:
                 continue
@@ -310,7 +319,7 @@ class SelfInstructState:
             tpl = self.templates.instances_clf if t.is_classification else self.templates.instances_gen
             prompt = tpl.render(instruction=t.instruction.strip()).rstrip() + "\n"
             params = self.params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[bool(t.is_classification)])
-            requests.append(teacher.complete(prompt, params))
+            requests.append(teacher.complete(prompt, params, kind="instances"))
         answers = await self._ask_all(requests)
         for task, answer in zip(batch, answers):
             if answer is None:

@@ -150,7 +150,8 @@ class Teacher:
         body["prompt"] = prompt
         return "/completions", body
 
-    async def complete(self, prompt: str, params: dict[str, Any], sample: int | None = None) -> Completion:
+    async def complete(self, prompt: str, params: dict[str, Any], sample: int | None = None,
+                       kind: str = "other") -> Completion:
         """One completion for `prompt`. Identical requests in one run get successive sample indexes,
         so repeated sampling of the same prompt is not collapsed by the cache, yet a rerun hits it."""
         path, body = self._request(prompt, params)
@@ -159,15 +160,16 @@ class Teacher:
             sample = self._seen[base_key]
             self._seen[base_key] += 1
         key = request_key({"endpoint": path, "sample": sample, **body})
+        est_in = count_message_tokens(body["messages"]) if "messages" in body else count_tokens(prompt)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
+                self.usage.record_kind(kind, est_in, hit["prompt_tokens"], hit["completion_tokens"])
                 self.usage.cache_hits += 1
                 self.usage.cached_prompt_tokens += hit["prompt_tokens"]
                 self.usage.cached_completion_tokens += hit["completion_tokens"]
                 return Completion(cached=True, key=key, **hit)
         crash_point("teacher.before_request")
-        est_in = count_message_tokens(body["messages"]) if "messages" in body else count_tokens(prompt)
         max_out = int(params.get("max_tokens") or 256)
         reservation = None
         if self.budget is not None:
@@ -196,6 +198,7 @@ class Teacher:
         }
         if reservation is not None:
             self.budget.settle(reservation, result["prompt_tokens"] or est_in, result["completion_tokens"])
+        self.usage.record_kind(kind, est_in, result["prompt_tokens"], result["completion_tokens"])
         self.usage.requests += 1
         self.usage.prompt_tokens += result["prompt_tokens"]
         self.usage.completion_tokens += result["completion_tokens"]

@@ -17,6 +17,17 @@ class Usage:
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0
     cached_completion_tokens: int = 0
+    # Per request kind (bootstrap, classify, ...), answered live or from the cache alike: what a dry-run
+    # needs to calibrate itself, with our tiktoken estimate beside the server's own prompt count.
+    by_kind: dict[str, Counter] = field(default_factory=dict)
+    cost_usd: float | None = None
+
+    def record_kind(self, kind: str, estimated_prompt: int, prompt: int, completion: int) -> None:
+        c = self.by_kind.setdefault(kind, Counter())
+        c["requests"] += 1
+        c["estimated_prompt_tokens"] += estimated_prompt
+        c["prompt_tokens"] += prompt
+        c["completion_tokens"] += completion
 
     def to_dict(self) -> dict:
         return {
@@ -30,4 +41,6 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "tokens_served_from_cache": self.cached_prompt_tokens + self.cached_completion_tokens,
+            "cost_usd": self.cost_usd,
+            "by_kind": {k: dict(v) for k, v in sorted(self.by_kind.items())},
         }
