@@ -133,6 +133,7 @@ def run_self_instruct(
     rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most (also learned from x-ratelimit-* headers)."),
     tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most (also learned from x-ratelimit-* headers)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, self_instruct:, prices:, budget:, assumptions:); flags and environment override it."),
+    batch_api: bool = typer.Option(False, "--batch-api", help="Send requests through the provider's Batch API (/v1/files + /v1/batches): cheaper, slower; resumes by batch id after a restart."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate requests, tokens and cost from the real prompts; call nothing, publish nothing."),
     assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
 ) -> None:
@@ -149,7 +150,8 @@ def run_self_instruct(
     check_name(name)
     load_seeds(seeds)  # fail fast, before Prefect or the teacher start
     teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
-                     "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm}
+                     "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
+                     "batch_api": True if batch_api else None}
     teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
     if not teacher_cfg.embedded and not teacher_cfg.model:
         raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")

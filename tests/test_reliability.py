@@ -140,3 +140,15 @@ def test_api_key_never_written_anywhere(tmp_path, prefect_env):
     manifest = json.loads((tmp_path / "rel" / "v0001" / "manifest.json").read_text())
     assert manifest["teacher"]["host"] == "127.0.0.1" and manifest["teacher"]["api_key_set"] is True
     assert srv.base_url not in json.dumps(manifest)   # host only, never the full URL
+
+
+def test_batch_api_run_publishes_the_same_records(tmp_path, prefect_env, reference):
+    cfg = tmp_path / "batch.yaml"
+    cfg.write_text("teacher:\n  batch_poll_s: 0.2\n")
+    with StubServer(StubConfig(responder=responder, batch_delay_s=0.2)) as srv:
+        p = run_cli([*_args(srv, tmp_path, cfg), "--batch-api"], env=prefect_env)
+        assert p.returncode == 0, p.stderr[-3000:]
+        direct = _generation_requests(srv)
+        batches = len([r for r in srv.requests_to("/v1/batches") if r["method"] == "POST"])
+    assert _latest_records(tmp_path) == reference["records"]
+    assert direct == 0 and batches >= 3         # every answer came through the batch API

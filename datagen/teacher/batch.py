@@ -239,7 +239,8 @@ class BatchRunner:
             raise DatagenError("--batch-api: needs --base-url / OPENAI_BASE_URL pointing at an endpoint with the "
                                "OpenAI Batch API (the embedded llama.cpp teacher has none)")
         config = kw.pop("config", None) or BatchConfig(max_retries=cfg.max_retries, backoff_base_s=cfg.backoff_base_s,
-                                                       backoff_max_s=cfg.backoff_max_s)
+                                                       backoff_max_s=cfg.backoff_max_s,
+                                                       poll_interval_s=getattr(cfg, "batch_poll_s", 5.0))
         return cls(cfg.base_url, state_path, api_key=cfg.api_key, config=config, **kw)
 
     async def __aenter__(self) -> "BatchRunner":

@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections import Counter
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,11 @@ class Teacher:
         # tokens per minute never exceed the configured or advertised (x-ratelimit-*) limits.
         self.concurrency = AdaptiveConcurrency(initial=config.max_concurrency, maximum=config.max_concurrency)
         self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm, period_s=config.rate_window_s)
+        self._batch = None
+        if config.batch_api:
+            from datagen.teacher.batch import BatchQueue, BatchRunner
+            state = (cache.path.parent if cache is not None else Path(".")) / f"batches-{role}.sqlite"
+            self._batch = BatchQueue(BatchRunner.from_teacher_config(config, state))
         self._seen: Counter = Counter()
         self._rng = rng or random.Random()
         self._client: httpx.AsyncClient | None = None
@@ -120,6 +126,10 @@ class Teacher:
         await self.aclose()
 
     async def aclose(self) -> None:
+        if self._batch is not None:
+            await self._batch.aclose()
+            await self._batch.runner.aclose()
+            self._batch = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -177,7 +187,10 @@ class Teacher:
             if reservation is None:
                 raise BudgetExhausted(self.budget.reason or "budget")
         try:
-            data = await self._post_with_retries(path, body, est_in + max_out)
+            if self._batch is not None:
+                data = await self._via_batch(key, path, body, est_in + max_out)
+            else:
+                data = await self._post_with_retries(path, body, est_in + max_out)
         except BaseException:
             if reservation is not None:
                 self.budget.release(reservation)
@@ -207,6 +220,16 @@ class Teacher:
             self.cache.put(key, result)
             crash_point("teacher.after_cache_put")
         return Completion(cached=False, key=key, **result)
+
+    async def _via_batch(self, key: str, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
+        """Through the provider's batch API; a line that failed inside the batch is sent once directly."""
+        from datagen.teacher.batch import BatchRequest
+        result = await self._batch.submit(BatchRequest(key, "/v1" + path, body))
+        if result.ok:
+            self.usage.attempts += 1
+            return result.body
+        self.usage.retries["batch_line_failed"] += 1
+        return await self._post_with_retries(path, body, tokens)
 
     async def _post_with_retries(self, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
         client = await self._ensure_endpoint()

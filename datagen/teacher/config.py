@@ -29,11 +29,15 @@ class TeacherConfig:
     rpm: float | None = None          # requests per minute (None: only what the server advertises)
     tpm: float | None = None          # tokens per minute (input estimated with tiktoken + max_tokens)
     rate_window_s: float = 60.0       # the window rpm/tpm apply to (providers use a minute)
+    batch_api: bool = False           # send through the provider's /v1/batches (cheaper, slower)
+    batch_poll_s: float = 5.0         # first wait between polls of a batch (grows to 2 min)
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
             raise DatagenError(f"--api: expected one of {', '.join(APIS)}, got '{self.api}'")
+        if self.batch_api and self.base_url is None:
+            raise DatagenError("--batch-api: needs --base-url (the embedded llama.cpp teacher has no batch API)")
         if self.max_concurrency < 1:
             raise DatagenError(f"--max-concurrency: must be at least 1, got {self.max_concurrency}")
         if self.base_url is not None:
