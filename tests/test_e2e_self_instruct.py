@@ -159,3 +159,22 @@ def test_dry_run_estimate_within_15_percent_of_a_real_run(first_run, prefect_env
     print(f"dry-run estimate {estimate['total_tokens']} tokens, real run {used} tokens")
     assert abs(estimate["total_tokens"] - used) <= 0.15 * used, (estimate["total_tokens"], used, estimate["rows"],
                                                                  manifest["usage"][0]["by_kind"])
+
+
+def test_embedded_teacher_honours_a_json_schema(tmp_path):
+    """llama.cpp's json_object + schema grammar: even a 135M model answers in the schema's shape."""
+    import asyncio
+
+    from datagen.teacher.cache import ResponseCache
+    from datagen.teacher.client import Teacher
+    from datagen.teacher.config import TeacherConfig
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "population_millions": {"type": "number"}},
+              "required": ["city", "population_millions"]}
+
+    async def go():
+        async with Teacher(TeacherConfig(), ResponseCache(tmp_path / "c.sqlite")) as t:
+            return await t.complete_json("Name a large city and its population in millions, as JSON.", schema,
+                                         {"temperature": 0, "max_tokens": 64})
+    value, answer = asyncio.run(go())
+    assert isinstance(value["city"], str) and isinstance(value["population_millions"], (int, float))

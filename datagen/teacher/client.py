@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import time
@@ -31,7 +32,8 @@ from datagen.teacher.usage import Usage
 log = logging.getLogger("datagen.teacher")
 
 # Sampling parameters we pass through; anything else in `params` is a programming error.
-SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed", "n")
+SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed", "n",
+                 "response_format")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -52,6 +54,23 @@ class BudgetExhausted(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class InvalidStructuredOutput(Exception):
+    """The teacher did not produce JSON matching the schema after every allowed attempt."""
+
+    def __init__(self, reason: str, text: str, attempts: int):
+        super().__init__(reason)
+        self.reason, self.text, self.attempts = reason, text, attempts
+
+
+def response_format(style: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI and vLLM take a named json_schema; llama.cpp's server takes json_object + schema."""
+    if style == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "datagen", "schema": schema, "strict": True}}
+    if style == "llama_json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
 
 
 class _Retry(Exception):
@@ -149,22 +168,63 @@ class Teacher:
                                                  self.config.timeout_s)
         return self._client
 
-    def _request(self, prompt: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _request(self, prompt: str, params: dict[str, Any], api: str | None = None) -> tuple[str, dict[str, Any]]:
         unknown = set(params) - set(SAMPLING_KEYS)
         if unknown:
             raise ValueError(f"unknown sampling parameters: {sorted(unknown)}")
         body: dict[str, Any] = {"model": self.model, **params}
-        if self.config.api == "chat":
+        if (api or self.config.api) == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
             return "/chat/completions", body
         body["prompt"] = prompt
         return "/completions", body
 
+    @property
+    def structured_style(self) -> str:
+        if self.config.structured_output != "auto":
+            return self.config.structured_output
+        return "llama_json_object" if self.config.embedded else "json_schema"
+
+    async def complete_json(self, prompt: str, schema: dict[str, Any], params: dict[str, Any],
+                            max_invalid: int = 2, kind: str = "json") -> tuple[Any, Completion]:
+        """A JSON answer that validates against `schema`, asked as chat with `response_format`.
+
+        An invalid answer (not JSON, wrong shape, cut by max_tokens) is asked again with a new seed, up
+        to `max_invalid` more times; then InvalidStructuredOutput says why, for the caller to reject
+        the item with that reason."""
+        import jsonschema
+
+        fmt = response_format(self.structured_style, schema)
+        reason, text = "", ""
+        for attempt in range(max_invalid + 1):
+            p = dict(params)
+            if fmt is not None:
+                p["response_format"] = fmt
+            if attempt:
+                p["seed"] = int(params.get("seed") or 0) + attempt
+                self.usage.retries["invalid_json_output"] += 1
+            answer = await self.complete(prompt, p, kind=kind, api="chat")
+            text = answer.text
+            if answer.finish_reason == "length":
+                reason = "json_truncated"
+                continue
+            try:
+                value = json.loads(text)
+                jsonschema.validate(value, schema)
+            except ValueError:
+                reason = "invalid_json"
+                continue
+            except jsonschema.ValidationError as e:
+                reason = f"schema_mismatch: {e.message[:200]}"
+                continue
+            return value, answer
+        raise InvalidStructuredOutput(reason, text, max_invalid + 1)
+
     async def complete(self, prompt: str, params: dict[str, Any], sample: int | None = None,
-                       kind: str = "other") -> Completion:
+                       kind: str = "other", api: str | None = None) -> Completion:
         """One completion for `prompt`. Identical requests in one run get successive sample indexes,
         so repeated sampling of the same prompt is not collapsed by the cache, yet a rerun hits it."""
-        path, body = self._request(prompt, params)
+        path, body = self._request(prompt, params, api)
         base_key = request_key({"endpoint": path, **body})
         if sample is None:
             sample = self._seen[base_key]

@@ -31,11 +31,15 @@ class TeacherConfig:
     rate_window_s: float = 60.0       # the window rpm/tpm apply to (providers use a minute)
     batch_api: bool = False           # send through the provider's /v1/batches (cheaper, slower)
     batch_poll_s: float = 5.0         # first wait between polls of a batch (grows to 2 min)
+    structured_output: str = "auto"   # json_schema (OpenAI, vLLM) | llama_json_object | none | auto
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
             raise DatagenError(f"--api: expected one of {', '.join(APIS)}, got '{self.api}'")
+        if self.structured_output not in ("auto", "json_schema", "llama_json_object", "none"):
+            raise DatagenError(f"teacher.structured_output: expected auto, json_schema, llama_json_object or none, "
+                               f"got '{self.structured_output}'")
         if self.batch_api and self.base_url is None:
             raise DatagenError("--batch-api: needs --base-url (the embedded llama.cpp teacher has no batch API)")
         if self.max_concurrency < 1:
