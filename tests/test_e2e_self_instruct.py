@@ -178,3 +178,24 @@ def test_embedded_teacher_honours_a_json_schema(tmp_path):
                                          {"temperature": 0, "max_tokens": 64})
     value, answer = asyncio.run(go())
     assert isinstance(value["city"], str) and isinstance(value["population_millions"], (int, float))
+
+
+def test_teacher_serve_prints_url_serves_and_stops_on_ctrl_c():
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "datagen.cli", "teacher", "serve"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), url
+        models = httpx.get(f"{url}/models", timeout=10).json()
+        assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
+        children = _llama_children(proc.pid)
+        assert children
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    time.sleep(1)
+    assert not [p for p in children if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
