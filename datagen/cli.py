@@ -9,13 +9,11 @@ import json
 import os
 import sys
 import time
-import uuid
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -49,24 +47,6 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-
-
-def _load_yaml(path: Optional[Path]) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatagenError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise DatagenError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise DatagenError(f"{path}:1: expected a mapping of settings at the top level")
-    return data
 
 
 def _progress_view(p: progress.Progress, started: float) -> Table:
@@ -138,53 +118,21 @@ def run_self_instruct(
     assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
-    cfg = _load_yaml(config)
-    known = {"teacher", "self_instruct", "prices", "budget", "assumptions"}
-    unknown = set(cfg) - known
-    if unknown:
-        raise DatagenError(f"{config}: unknown top-level setting '{sorted(unknown)[0]}' (expected: {', '.join(sorted(known))})")
-    from datagen.store.seeds import load_seeds
-    from datagen.store.versions import check_name
-    from datagen.teacher.config import resolve_teacher_config
+    from datagen.runspec import load_config, self_instruct_run
+    from datagen.teacher.budget import Prices
+    from datagen.teacher.preflight import check_endpoint
 
-    check_name(name)
-    load_seeds(seeds)  # fail fast, before Prefect or the teacher start
+    cfg = load_config(config)
     teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
                      "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
                      "batch_api": True if batch_api else None}
-    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
-    if not teacher_cfg.embedded and not teacher_cfg.model:
-        raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
-    from datagen.teacher.preflight import check_endpoint
-    params = dict(cfg.get("self_instruct") or {})
-    params.update(num_instructions=num_instructions, seed=seed, prompts_per_round=prompts_per_round,
-                  rouge_tokenizer=rouge_tokenizer.value)
-    if max_tokens is not None:
-        params["max_tokens"] = max_tokens
-    if prompts_dir is not None:
-        params["prompts_dir"] = str(prompts_dir.resolve())
-    from datagen.methods.self_instruct import SelfInstructParams, Templates
-    try:
-        SelfInstructParams(**params)
-    except TypeError as e:
-        raise DatagenError(f"{config}: self_instruct: {e}") from None
-    Templates.load(params.get("prompts_dir"))
-    run = {
-        "seeds": str(seeds.resolve()),
-        "name": name,
-        "out": str(out.resolve()),
-        "run_id": time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
-        "cache": str((cache or out / ".cache" / "responses.sqlite").resolve()),
-        "params": params,
-        "teacher": {k: v for k, v in teacher_flags.items() if v is not None},
-        "teacher_yaml": cfg.get("teacher") or {},
-        "prices": cfg.get("prices") or {},
-        "budget": {**(cfg.get("budget") or {}),
-                   **({"max_cost_usd": max_cost} if max_cost is not None else {}),
-                   **({"max_total_tokens": max_total_tokens} if max_total_tokens is not None else {})},
-    }
-    from datagen.teacher.budget import Prices
-    prices = Prices(run["prices"])  # validate before starting
+    run, teacher_cfg, params = self_instruct_run(
+        seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
+        max_cost=max_cost, max_total_tokens=max_total_tokens,
+        params={"num_instructions": num_instructions, "seed": seed, "prompts_per_round": prompts_per_round,
+                "rouge_tokenizer": rouge_tokenizer.value, "max_tokens": max_tokens,
+                "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None})
+    prices = Prices(run["prices"])
     if dry_run:
         _dry_run(seeds, params, cfg.get("assumptions") or {}, assume_from, out, prices, teacher_cfg)
         return
@@ -250,6 +198,7 @@ def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assum
 def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], chain_where: str,
             name: Optional[str], out: Path) -> None:
     from datagen.methods.curate import build_chain
+    from datagen.runspec import new_run_id
     from datagen.store.sources import resolve_source
     from datagen.store.versions import check_name
 
@@ -263,7 +212,7 @@ def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], c
         "source": {"path": str(src.path.resolve()), "dataset": src.dataset, "version": src.version,
                    "out": str(src.out) if src.out else None},
         "name": name, "out": str(out_dir.resolve()), "recipe": recipe,
-        "run_id": time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8],
+        "run_id": new_run_id(),
         "chain": chain, "chain_base": str(chain_base) if chain_base else None, "chain_where": chain_where,
     }
     _prefect_defaults()
@@ -325,7 +274,9 @@ def filter_(
     """Run a filter chain (quality heuristics, language, dedup, decontamination) and publish a new version."""
     from datagen.filters.heuristics import DEFAULT_CHAIN
 
-    cfg = _load_yaml(config)
+    from datagen.runspec import load_config
+
+    cfg = load_config(config)
     chain = cfg.get("filters") if config else list(DEFAULT_CHAIN)
     if not isinstance(chain, list):
         raise DatagenError(f"{config}: expected `filters:` with a list of steps")

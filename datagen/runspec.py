@@ -1,0 +1,83 @@
+"""The one JSON parameter a flow run takes, built and validated from flags + YAML + environment.
+
+The CLI and the scheduled deployment build runs the same way, so a `prefect deploy`ed schedule runs
+exactly what `datagen run` would. Everything is checked here, before Prefect or a teacher starts.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datagen.errors import DatagenError
+
+CONFIG_SECTIONS = {"teacher", "self_instruct", "prices", "budget", "assumptions"}
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DatagenError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise DatagenError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DatagenError(f"{path}:1: expected a mapping of settings at the top level")
+    return data
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
+                      teacher_flags: dict[str, Any], params: dict[str, Any], cache: Path | None = None,
+                      max_cost: float | None = None, max_total_tokens: int | None = None):
+    """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
+    from datagen.methods.self_instruct import SelfInstructParams, Templates
+    from datagen.store.seeds import load_seeds
+    from datagen.store.versions import check_name
+    from datagen.teacher.budget import Prices
+    from datagen.teacher.config import resolve_teacher_config
+
+    unknown = set(cfg) - CONFIG_SECTIONS
+    if unknown:
+        raise DatagenError(f"{config_path}: unknown top-level setting '{sorted(unknown)[0]}' "
+                           f"(expected: {', '.join(sorted(CONFIG_SECTIONS))})")
+    check_name(name)
+    load_seeds(seeds)
+    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
+    if not teacher_cfg.embedded and not teacher_cfg.model:
+        raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
+    merged = {**(cfg.get("self_instruct") or {}), **{k: v for k, v in params.items() if v is not None}}
+    try:
+        SelfInstructParams(**merged)
+    except TypeError as e:
+        raise DatagenError(f"{config_path}: self_instruct: {e}") from None
+    Templates.load(merged.get("prompts_dir"))
+    Prices(cfg.get("prices") or {})
+    run = {
+        "seeds": str(Path(seeds).resolve()),
+        "name": name,
+        "out": str(Path(out).resolve()),
+        "run_id": new_run_id(),
+        "cache": str(Path(cache or Path(out) / ".cache" / "responses.sqlite").resolve()),
+        "params": merged,
+        "teacher": {k: v for k, v in teacher_flags.items() if v is not None},
+        "teacher_yaml": cfg.get("teacher") or {},
+        "prices": cfg.get("prices") or {},
+        "budget": {**(cfg.get("budget") or {}),
+                   **({"max_cost_usd": max_cost} if max_cost is not None else {}),
+                   **({"max_total_tokens": max_total_tokens} if max_total_tokens is not None else {})},
+    }
+    return run, teacher_cfg, merged
