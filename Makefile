@@ -25,6 +25,8 @@ test: install
 bench: install
 	$(BIN)/python bench/rouge_novelty.py --quick
 	$(BIN)/python bench/minhash.py --quick
+	$(BIN)/python bench/teacher_throughput.py --quick
+	$(BIN)/python bench/stream_memory.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache
