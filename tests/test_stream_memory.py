@@ -17,7 +17,7 @@ from datagen.store.sources import Source, iter_records
 from datagen.store.versions import DatasetStore
 
 N = 50_000
-DUP_EVERY = 10  # every 10th line repeats an earlier one, so the reject path streams too
+DUP_EVERY = 2  # every other line repeats an earlier one: a dedup stream that rejects as much as it keeps
 
 
 def _write_source(path) -> int:
@@ -33,7 +33,7 @@ def _write_source(path) -> int:
             else:
                 row = {"instruction": " ".join(rng.choices(vocab, k=rng.randint(6, 14))) + f" #{i}?",
                        "input": " ".join(rng.choices(vocab, k=10)) if i % 3 == 0 else "",
-                       "output": " ".join(rng.choices(vocab, k=rng.randint(50, 90))) + "."}
+                       "output": " ".join(rng.choices(vocab, k=rng.randint(100, 180))) + "."}
                 line = json.dumps(row) + "\n"
                 if len(lines) < 1000:
                     lines.append(line)

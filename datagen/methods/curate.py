@@ -6,6 +6,7 @@ sees exactly the survivors of steps 1..k-1, in input order.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
@@ -56,7 +57,7 @@ def _rouge(params: dict[str, Any]) -> Step:
     if fld not in ("instruction", "input", "output"):
         raise DatagenError(f"filter 'rouge': field must be instruction, input or output, got {fld!r}")
     index = _construct("rouge", RougeNovelty, params)
-    ids_by_text: dict[str, str] = {}
+    ids_by_text: dict[bytes, str] = {}   # digest of the kept text -> its record id (no second copy of texts)
 
     def judge(chunk: list[Record]) -> list[Verdict]:
         out = []
@@ -64,12 +65,12 @@ def _rouge(params: dict[str, Any]) -> Step:
             text = getattr(r, fld)
             v = index.check_and_add(text)
             if v.keep:
-                ids_by_text.setdefault(text, r.id)
+                ids_by_text.setdefault(_digest(text), r.id)
             else:
                 similar = v.detail.get("most_similar")
                 if isinstance(similar, list) and similar:   # [[text, score], ...]
                     similar = similar[0][0]
-                v = Verdict(False, v.reason, {**v.detail, "duplicate_of": ids_by_text.get(similar)})
+                v = Verdict(False, v.reason, {**v.detail, "duplicate_of": ids_by_text.get(_digest(similar or ""))})
             out.append(v)
         return out
 
@@ -85,6 +86,10 @@ def _pure(name: str, params: dict[str, Any], base_dir: Path | None) -> Step:
     f = build_filter(name, **params)
     cfg = {k: v for k, v in params.items()}
     return Step(name, cfg, lambda chunk: [f(r) for r in chunk])
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 STATEFUL = {"exact_dedup": _exact, "minhash": _minhash, "rouge": _rouge}
@@ -141,6 +146,7 @@ def run_chain(records: Iterable[Record], steps: list[Step], keep: Callable[[Reco
         for r in alive:
             keep(r)
         totals["kept"] += len(alive)
+        del chunk, alive, survivors  # let this chunk go before the next one is read
     totals["rejected"] = totals["in"] - totals["kept"]
     return totals
 

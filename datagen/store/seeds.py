@@ -153,4 +153,5 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
 
 
 def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with open(path, "rb") as f:  # in blocks: a source may be a multi-GB JSONL
+        return hashlib.file_digest(f, "sha256").hexdigest()
