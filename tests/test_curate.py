@@ -114,3 +114,15 @@ def test_cli_dedup_filter_why_and_decontaminate(tmp_path, prefect_env):
     assert "exact_dedup" in p.stderr and "exact_duplicate" in p.stderr and "Explain photosynthesis" in p.stderr
     p = run_cli(["why", "mine", "ffffffff", "--out", str(out)], env=prefect_env)
     assert p.returncode == 2 and "no record with id" in p.stderr
+
+
+def test_minhash_keeps_the_best_judged_member_of_each_cluster():
+    base = "Give three practical tips for saving money on groceries every single month of the year."
+    recs = [Record(instruction=base, output="Plan meals ahead.", scores={"judge": {"score": 3}}),
+            Record(instruction=base, output="Plan meals ahead!", scores={"judge": {"score": 9}}),
+            Record(instruction="Explain why the sky appears blue during a clear day.", output="Rayleigh scattering.")]
+    kept, rejected, _ = _run(recs, [{"minhash": {"keep": "best", "threshold": 0.7}}])
+    assert [r.id for r in kept] == [recs[1].id, recs[2].id]
+    assert rejected[0]["id"] == recs[0].id and rejected[0]["detail"]["duplicate_of"] == recs[1].id
+    kept, _, _ = _run(recs, [{"minhash": {"threshold": 0.7}}])
+    assert [r.id for r in kept] == [recs[0].id, recs[2].id]          # default: first seen

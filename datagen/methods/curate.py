@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterable
 from datagen.errors import DatagenError
 from datagen.filters.exact_dedup import ExactDedup, record_text
 from datagen.filters.heuristics import FILTERS, build_filter
-from datagen.filters.minhash import MinHashDedup
+from datagen.filters.minhash import MinHashDedup, representatives
 from datagen.filters.rouge_novelty import RougeNovelty
-from datagen.filters.verdict import Verdict
+from datagen.filters.verdict import KEEP, Verdict
 from datagen.records import Record
 
 CHUNK = 4096
@@ -30,6 +30,7 @@ class Step:
     config: dict[str, Any]
     judge: Callable[[list[Record]], list[Verdict]]    # a chunk in, one verdict per record out
     counts: Counter = field(default_factory=Counter)
+    needs_all: bool = False   # must see every record at once (best-of-cluster choice), not chunks
 
 
 def _construct(name: str, cls: type, params: dict[str, Any]) -> Any:
@@ -46,8 +47,21 @@ def _exact(params: dict[str, Any]) -> Step:
 
 
 def _minhash(params: dict[str, Any]) -> Step:
+    params = dict(params)
+    keep = params.pop("keep", "first")
+    score_key = params.pop("score_key", "judge")
+    if keep not in ("first", "best"):
+        raise DatagenError(f"filter 'minhash': keep must be 'first' or 'best', got {keep!r}")
     dedup = _construct("minhash", MinHashDedup, params)
-    return Step("minhash", dedup.config(),
+    config = {**dedup.config(), "keep": keep, **({"score_key": score_key} if keep == "best" else {})}
+    if keep == "best":
+        # The best-scored member of a cluster can come last, so this step needs the whole stream at once.
+        def best(records: list[Record]) -> list[Verdict]:
+            chosen = representatives(records, score_key=score_key, dedup=dedup)
+            dropped = {id(r): v for r, v in chosen.dropped}
+            return [dropped.get(id(r), KEEP) for r in records]
+        return Step("minhash", config, best, needs_all=True)
+    return Step("minhash", config,
                 lambda chunk: list(dedup.check_and_add_many((r.id, record_text(r, dedup.fields)) for r in chunk)))
 
 
@@ -128,7 +142,8 @@ def run_chain(records: Iterable[Record], steps: list[Step], keep: Callable[[Reco
     """Feed every record through the steps; kept ones go to `keep`, the others to `reject` with why."""
     totals: Counter = Counter()
     it = iter(records)
-    while chunk := list(islice(it, CHUNK)):
+    size = None if any(s.needs_all for s in steps) else CHUNK   # None: one chunk holding everything
+    while chunk := list(islice(it, size)):
         totals["in"] += len(chunk)
         alive = chunk
         for step in steps:

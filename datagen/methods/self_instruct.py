@@ -372,5 +372,5 @@ class SelfInstructState:
 
 
 def _rouge_scores(detail: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rouge_max", "most_similar", "avg_similarity", "mean_similarity")
+    keys = ("rouge_max", "most_similar", "avg_similarity", "avg_similarity_n", "pool_size")
     return {k: detail[k] for k in keys if k in detail}
