@@ -199,3 +199,11 @@ def test_teacher_serve_prints_url_serves_and_stops_on_ctrl_c():
     time.sleep(1)
     assert not [p for p in children if Path(f"/proc/{p}").exists()
                 and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+
+
+def test_same_seed_same_dataset_even_with_a_cold_cache(first_run, prefect_env, tmp_path):
+    """Per-request seeds make the embedded teacher's sampled answers reproducible across machines/caches."""
+    out, _ = first_run
+    proc = run_cli(_args(tmp_path), env=prefect_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "e2e" / "v0001" / "records.jsonl").read_text() == (out / "e2e" / "v0001" / "records.jsonl").read_text()

@@ -269,7 +269,12 @@ class SelfInstructState:
         self.round += 1
         prompts = self._bootstrap_prompts(n)
         params = self.params.sampling(BOOTSTRAP_PARAMS)
-        answers = await self._ask_all([teacher.complete(p, params, kind="bootstrap") for p, _ in prompts])
+        # A per-request seed (from --seed and the prompt's position in the run) makes sampled answers
+        # reproducible on servers that honour it (llama.cpp, vLLM, OpenAI) even with a cold cache.
+        answers = await self._ask_all([
+            teacher.complete(p, {**params, "seed": self.params.seed * 1_000_003 + self.prompts_sent + i},
+                             kind="bootstrap")
+            for i, (p, _) in enumerate(prompts)])
         self.prompts_sent += n
         accepted = 0
         for (_, parents), answer in zip(prompts, answers):
