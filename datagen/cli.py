@@ -345,11 +345,26 @@ def teacher_serve(
 
 
 def main() -> None:
+    from typer import exceptions as typer_errors
+    from typer._click import exceptions as click_errors  # typer vendors click
+
     try:
-        app()  # click's standalone mode handles usage errors (exit 2) and Ctrl-C
+        code = app(standalone_mode=False)
     except DatagenError as e:
         console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(e.exit_code)
+    except click_errors.NoArgsIsHelpError as e:
+        print(e.ctx.get_help())
+        sys.exit(0)
+    except click_errors.ClickException as e:   # a bad flag or value: one line, like our own errors
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        console.print(f"[red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except (typer_errors.Abort, KeyboardInterrupt):
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -56,14 +56,18 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
                            f"(expected: {', '.join(sorted(CONFIG_SECTIONS))})")
     check_name(name)
     load_seeds(seeds)
-    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"))
+    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"), where=str(config_path or "config"))
     if not teacher_cfg.embedded and not teacher_cfg.model:
         raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
-    merged = {**(cfg.get("self_instruct") or {}), **{k: v for k, v in params.items() if v is not None}}
-    try:
-        SelfInstructParams(**merged)
-    except TypeError as e:
-        raise DatagenError(f"{config_path}: self_instruct: {e}") from None
+    section = cfg.get("self_instruct") or {}
+    if not isinstance(section, dict):
+        raise DatagenError(f"{config_path}: self_instruct: expected a mapping of settings")
+    known = sorted(SelfInstructParams.__dataclass_fields__)
+    for key in section:
+        if key not in known:
+            raise DatagenError(f"{config_path}: unknown self_instruct setting '{key}' (known: {', '.join(known)})")
+    merged = {**section, **{k: v for k, v in params.items() if v is not None}}
+    SelfInstructParams(**merged)
     Templates.load(merged.get("prompts_dir"))
     Prices(cfg.get("prices") or {})
     run = {

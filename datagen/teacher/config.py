@@ -64,15 +64,18 @@ class TeacherConfig:
 
 
 def resolve_teacher_config(flags: dict[str, Any], yaml_cfg: dict[str, Any] | None = None,
-                           env: dict[str, str] | None = None) -> TeacherConfig:
+                           env: dict[str, str] | None = None, where: str = "config") -> TeacherConfig:
     """Merge flags > environment > YAML > defaults. Flags given as None count as absent."""
     env = os.environ if env is None else env
     merged: dict[str, Any] = {}
+    if yaml_cfg is not None and not isinstance(yaml_cfg, dict):
+        raise DatagenError(f"{where}: teacher: expected a mapping of settings")
+    known = sorted(f.name for f in fields(TeacherConfig) if f.name != "api_key")
     for k, v in (yaml_cfg or {}).items():
         if k == "api_key":
-            raise DatagenError("config: 'api_key' must not be written in a config file; set OPENAI_API_KEY")
-        if k not in {f.name for f in fields(TeacherConfig)}:
-            raise DatagenError(f"config: unknown teacher setting '{k}'")
+            raise DatagenError(f"{where}: teacher.api_key must not be written in a config file; set OPENAI_API_KEY")
+        if k not in known:
+            raise DatagenError(f"{where}: unknown teacher setting '{k}' (known: {', '.join(known)})")
         merged[k] = v
     env_map = {
         "base_url": env.get("DATAGEN_BASE_URL") or env.get("OPENAI_BASE_URL"),
@@ -82,4 +85,7 @@ def resolve_teacher_config(flags: dict[str, Any], yaml_cfg: dict[str, Any] | Non
     }
     merged.update({k: v for k, v in env_map.items() if v})
     merged.update({k: v for k, v in flags.items() if v is not None})
-    return TeacherConfig(**merged)
+    try:
+        return TeacherConfig(**merged)
+    except TypeError as e:
+        raise DatagenError(f"{where}: teacher: {e}") from None

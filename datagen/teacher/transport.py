@@ -20,20 +20,28 @@ Design (the API stays httpx: `make_async_client` returns an `httpx.AsyncClient`,
    (after which requests take the full path, to send it). Everything else — other methods, other
    arguments, any of those settings — goes through httpx unchanged.
 
-Measured on 2 cores against tests/openai_stub.py in its own process answering after a fixed 1 s
-(bench/teacher_throughput.py reports the current figures; the machine was shared with other work):
+Why, measured by bench/teacher_throughput.py --alternatives on 2 cores, the stub in its own process
+answering after a fixed 1 s, the same requests for every client (HTTP level, no Teacher on top;
+"steady" = % of the ideal rate C / latency once the start-up burst has spread, "whole" = over the
+whole timed run; figures from a quiet moment of a machine shared with other work):
 
-- httpx's own transport (httpcore + h11), one pool of C connections: each request walks the pool,
-  so the CPU per request grows with C: ~4 ms at 64, ~20 ms at 256 and 1024, i.e. ~12 % and ~3 % of the
-  ideal rate (C / latency) at 256 and 1024 in flight.
-- sharding over C/4 httpx clients of 4 connections each removes the walk but keeps httpcore's and
-  h11's pure-Python cost, ~1.8 ms CPU per request: ~40 % of ideal at 256, ~20 % at 1024.
-- the `httpx-aiohttp` package's transport: ~0.4-0.55 ms per request (it streams each body through two
-  wrappers), and it maps connection resets and server disconnects to `ConnectTimeout`, which
-  client.py would count as timeouts.
-- 1. alone: ~0.29-0.35 ms per request with the httpx pipeline on top (bare aiohttp: ~0.11 ms).
-- 1. + 2.: ~0.18 ms per request (~0.25 ms through `Teacher.complete`); one pool suffices, sharding it
-  over several aiohttp sessions measured no better.
+  client, its CPU per request                              C=256 steady   C=1024 steady / whole
+  one httpx.AsyncClient, pool of C, 21-24 ms                       15 %            4 % (CPU-bound)
+  C/4 httpx clients x 4 connections, 0.63 ms                       91 %           94 % / 79 %
+  httpx-aiohttp package's transport, 0.32-0.34 ms                  99 %           96 % / 84 %
+  httpx over AiohttpTransport, no short path, 0.28-0.33 ms         99 %           96 % / 86 %
+  make_async_client (transport + short path), 0.20-0.22 ms         99 %           98 % / 89 %
+  raw-socket client (the stub's own ceiling), 0.04 ms              99 %           98 % / 93 %
+
+- httpx's own pool walks all C connections for every request: its CPU per request grows with C.
+- Small sharded pools avoid the walk but keep httpcore's and h11's pure-Python cost, three times
+  ours; on a busy machine that is what decides (measured under load: ~1.8 ms, 40 % at 256).
+- The third-party `httpx-aiohttp` transport costs about what ours does without the short path, but
+  maps connection resets and server disconnects to `ConnectTimeout`, which client.py would count as
+  timeouts; ours maps each failure to the class httpx itself raises, and lets the short path hand it
+  a pre-parsed URL. Bare aiohttp costs ~0.11 ms; the short path removes most of the ~0.15 ms httpx's
+  pipeline adds on top. One aiohttp pool is enough: its cost per request does not grow with C
+  (0.20-0.22 ms at 64, 256 and 1024).
 
 What the transport guarantees, so that client.py's retry logic works unchanged: every failure
 surfaces as an `httpx.TransportError` subclass — `ConnectTimeout` / `ReadTimeout` (both
@@ -44,7 +52,8 @@ without answering or speaks broken HTTP. httpx's `Timeout` maps onto aiohttp's: 
 `connect` (waiting for a pool slot plus connecting); aiohttp has no write timeout, a stalled write
 ends at the read timeout. Bodies are read whole before `post()` returns (what non-streaming OpenAI
 calls want); `client.stream()` works but buffers. Compressed bodies are decoded once, by httpx.
-Proxies from the environment stay httpx's (it mounts its own transports for them). Idle connections
+Proxies (`HTTP(S)_PROXY`, `ALL_PROXY`, `NO_PROXY`) stay httpx's: it mounts its own transports for
+proxied URLs, and those requests take httpx's full path. Idle connections
 are kept 4 s, under the 5 s keep-alive of uvicorn-based servers (vLLM, LiteLLM), so a reused
 connection is rarely one the server is closing.
 
@@ -75,21 +84,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport on one aiohttp connection pool of `max_connections` connections."""
 
     def __init__(self, max_connections: int, keepalive_s: float = KEEPALIVE_S,
-                 ssl_context: ssl.SSLContext | None = None):
+                 verify: ssl.SSLContext | str | bool = True, cert: Any = None, trust_env: bool = True):
         self._max_connections = max_connections
         self._keepalive_s = keepalive_s
-        self._ssl_context = ssl_context
+        self._ssl_settings = (verify, cert, trust_env)  # httpx's meaning; the context is built on first use
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
         self._closed = False
 
+    def configure_tls(self, verify: ssl.SSLContext | str | bool = True, cert: Any = None,
+                      trust_env: bool = True) -> None:
+        """httpx's TLS settings (as AsyncClient takes them), applied when the pool opens."""
+        self._ssl_settings = (verify, cert, trust_env)
+
     def _open_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("the transport has been closed")
-        if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()  # httpx's defaults: certifi, SSL_CERT_FILE
+        verify, cert, trust_env = self._ssl_settings
+        context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)  # certifi, SSL_CERT_FILE
         connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
-                                         keepalive_timeout=self._keepalive_s, ssl=self._ssl_context)
+                                         keepalive_timeout=self._keepalive_s, ssl=context)
         # httpx has already built every header it wants sent; aiohttp must not add its own, keep
         # cookies (httpx does), follow proxies (httpx mounts its own transports) or decompress.
         self._session = aiohttp.ClientSession(
@@ -169,13 +183,30 @@ def _as_httpx_error(e: aiohttp.ClientError, request: httpx.Request) -> httpx.Tra
 
 
 class TeacherHttpClient(httpx.AsyncClient):
-    """`httpx.AsyncClient` over `AiohttpTransport`, with a short path for plain `post(url, json=...)`."""
+    """`httpx.AsyncClient` over `AiohttpTransport`, with a short path for plain `post(url, json=...)`.
 
-    def __init__(self, *, transport: AiohttpTransport, **kwargs: Any):
-        super().__init__(transport=transport, **kwargs)
-        self._aiohttp = transport
+    Takes AsyncClient's arguments. Without `transport=`, the default transport is an
+    `AiohttpTransport` sized by `limits` (HTTP/1.1 only: with `http2=True` httpx's own is kept), while
+    httpx still mounts its own transports for proxies (from `proxy=` or the environment).
+    """
+
+    def __init__(self, **kwargs: Any):
+        limits = kwargs.get("limits") or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        keepalive = limits.keepalive_expiry if limits.keepalive_expiry is not None else KEEPALIVE_S
+        self._aiohttp = AiohttpTransport(limits.max_connections or 0, keepalive)  # 0: no limit
+        super().__init__(**kwargs)
         self._targets: dict[str, tuple[httpx.URL, yarl.URL] | None] = {}  # url arg -> target, None: full path
         self._targets_base = self.base_url
+
+    def _init_transport(self, verify: Any = True, cert: Any = None, trust_env: bool = True, http1: bool = True,
+                        http2: bool = False, limits: httpx.Limits = httpx.Limits(), transport: Any = None,
+                        **kwargs: Any) -> httpx.AsyncBaseTransport:
+        # httpx's hook for its default transport; it builds proxy transports separately.
+        if transport is not None or http2:
+            return super()._init_transport(verify=verify, cert=cert, trust_env=trust_env, http1=http1,
+                                           http2=http2, limits=limits, transport=transport, **kwargs)
+        self._aiohttp.configure_tls(verify, cert, trust_env)
+        return self._aiohttp
 
     def _short_path_target(self, url: httpx.URL | str) -> tuple[httpx.URL, yarl.URL] | None:
         """Where a plain POST to `url` goes, or None when httpx's pipeline has work to do for it."""
@@ -219,7 +250,6 @@ def make_async_client(base_url: str, headers: dict[str, str], max_concurrency: i
                       timeout_s: float) -> httpx.AsyncClient:
     """The teacher's client: httpx API, one aiohttp pool of `max_concurrency` connections underneath."""
     limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency,
-                          keepalive_expiry=KEEPALIVE_S)  # for httpx's own proxy transports, if any
+                          keepalive_expiry=KEEPALIVE_S)
     return TeacherHttpClient(base_url=base_url, headers=headers, limits=limits,
-                             timeout=httpx.Timeout(timeout_s, connect=10.0),
-                             transport=AiohttpTransport(max_concurrency))
+                             timeout=httpx.Timeout(timeout_s, connect=10.0))
