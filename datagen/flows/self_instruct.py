@@ -16,8 +16,8 @@ from prefect.cache_policies import NONE
 
 from datagen import progress
 from datagen.crashpoints import crash_point
-from datagen.methods.self_instruct import (BOOTSTRAP_PARAMS, CLASSIFY_PARAMS, INSTANCE_MAX_TOKENS, INSTANCE_PARAMS,
-                                           MachineTask, SelfInstructParams, SelfInstructState, Templates)
+from datagen.methods.self_instruct import (MachineTask, SelfInstructParams, SelfInstructState, Templates,
+                                           sampling_table)
 from datagen.records import Record
 from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.seeds import file_sha256, load_seeds
@@ -143,21 +143,10 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     timings["filter"] = time.monotonic() - t0
     crash_point("filter.done")
     prog.accepted = len(state.done)
-    counts = {
-        **{k: v for k, v in sorted(state.counts.items()) if not k.startswith("rejected.")},
-        "seeds": len(seeds),
-        "rounds": state.round,
-        "bootstrap.prompts": state.prompts_sent,
-        "instructions": len(state.done),
-        "records": len(records),
-        "rejected": len(state.rejected),
-    }
+    counts = state.summary_counts(len(records))
     timings["total_before_publish"] = time.monotonic() - started
     teacher_info = {**cfg.public(), "model": model, "model_file": teacher_model_file,
-                    "sampling": {"bootstrap": params.sampling(BOOTSTRAP_PARAMS),
-                                 "classify": params.sampling(CLASSIFY_PARAMS),
-                                 "instances_classification": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[True]),
-                                 "instances_generation": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[False])}}
+                    "sampling": sampling_table(params)}
     partial = None if state.stop_reason == "target_reached" else state.stop_reason
     if partial == "budget":
         log.warning("budget reached (%s): publishing the %d instructions made so far", state.budget_stop,

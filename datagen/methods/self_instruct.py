@@ -362,6 +362,17 @@ class SelfInstructState:
                             {"note": "accepted by the bootstrap; the target was met before it got instances"})
         self.pending = []
 
+    def summary_counts(self, n_records: int) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in sorted(self.counts.items()) if not k.startswith("rejected.")},
+            "seeds": len(self.seeds),
+            "rounds": self.round,
+            "bootstrap.prompts": self.prompts_sent,
+            "instructions": len(self.done),
+            "records": n_records,
+            "rejected": len(self.rejected),
+        }
+
     def records(self, teacher_model: str) -> list[Record]:
         out = []
         for t in self.done:
@@ -374,6 +385,14 @@ class SelfInstructState:
                     meta={"task_id": t.id, "is_classification": bool(t.is_classification), "instance": k},
                 ))
         return out
+
+
+def sampling_table(params: SelfInstructParams) -> dict[str, dict[str, Any]]:
+    """Every request kind's sampling parameters, as sent (for the manifest)."""
+    return {"bootstrap": {**params.sampling(BOOTSTRAP_PARAMS), "seed": "per request, from --seed"},
+            "classify": params.sampling(CLASSIFY_PARAMS),
+            "instances_classification": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[True]),
+            "instances_generation": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[False])}
 
 
 def _rouge_scores(detail: dict[str, Any]) -> dict[str, Any]:
