@@ -64,6 +64,17 @@ def _progress_view(p: progress.Progress, started: float) -> Table:
     return table
 
 
+def _run_with_progress(start, target: int = 0) -> None:
+    """Run a flow under a live progress line, then print the summary table and the version's path."""
+    prog = progress.install(progress.Progress(target=target))
+    started = time.monotonic()
+    with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
+              refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
+        result = start()
+    console.print(_summary(result, time.monotonic() - started))
+    print(result["path"])
+
+
 def _summary(result: dict[str, Any], wall: float) -> Table:
     m = result["manifest"]
     c = m["counts"]
@@ -142,14 +153,9 @@ def run_self_instruct(
     from datagen.flows.self_instruct import self_instruct_flow
     quiet_user_errors()
 
-    prog = progress.install(progress.Progress(target=num_instructions))
-    started = time.monotonic()
-    with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
-              refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
-        import asyncio
-        result = asyncio.run(self_instruct_flow(run))
-    console.print(_summary(result, time.monotonic() - started))
-    print(result["path"])
+    import asyncio
+
+    _run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=num_instructions)
 
 
 def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assume_from: Optional[str],
@@ -220,13 +226,7 @@ def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], c
     from datagen.flows.curate import curate_flow
     quiet_user_errors()
 
-    prog = progress.install(progress.Progress())
-    started = time.monotonic()
-    with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
-              refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
-        result = curate_flow(run)
-    console.print(_summary(result, time.monotonic() - started))
-    print(result["path"])
+    _run_with_progress(lambda: curate_flow(run))
 
 
 @app.command("dedup")
