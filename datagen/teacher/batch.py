@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import httpx
 
 from datagen.crashpoints import crash_point
+from datagen.teacher.retry import backoff_delay, retry_after_seconds
 from datagen.errors import DatagenError, TeacherUnavailable
 
 log = logging.getLogger("datagen.teacher.batch")
@@ -479,8 +480,7 @@ class BatchRunner:
         cfg, cause, wait_hint = self.config, "", None
         for attempt in range(cfg.max_retries + 1):
             if attempt:
-                backoff = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
-                wait = self._rng.uniform(backoff / 2, backoff)  # jitter: many runs must not retry in step
+                wait = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, self._rng)
                 await asyncio.sleep(max(wait, wait_hint) if wait_hint is not None else wait)
                 if recover is not None and (found := await recover()) is not None:
                     return found
@@ -499,7 +499,7 @@ class BatchRunner:
                     cause, wait_hint = "invalid JSON", None
                     continue
             if resp.status_code in RETRY_STATUS:
-                cause, wait_hint = f"HTTP {resp.status_code}", _retry_after(resp.headers)
+                cause, wait_hint = f"HTTP {resp.status_code}", retry_after_seconds(resp.headers)
                 log.debug("retrying %s %s after %s", method, path, cause)
                 continue
             raise self._refused(resp, method, path)
@@ -639,12 +639,6 @@ def _batch_errors(batch: dict) -> str:
     parts = [str(e.get("message") or e.get("code")) for e in data[:3] if isinstance(e, dict)]
     more = f" (+{len(data) - 3} more)" if len(data) > 3 else ""
     return "; ".join(parts) + more
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    # Imported here, not at module level: client.py will import this module to wire batch mode in.
-    from datagen.teacher.client import retry_after_seconds
-    return retry_after_seconds(headers)
 
 
 def _error_message(resp: httpx.Response) -> str:

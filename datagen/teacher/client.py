@@ -6,7 +6,6 @@ cache, the embedded llama.cpp server, vLLM or OpenAI is invisible to them.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
@@ -25,6 +24,7 @@ from datagen.teacher.config import TeacherConfig
 from datagen.teacher.budget import Budget
 from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
 from datagen.teacher.ratelimit import AdaptiveConcurrency, RateLimiter
+from datagen.teacher.retry import backoff_delay, retry_after_seconds
 from datagen.teacher.tokens import count_message_tokens, count_tokens
 from datagen.teacher.transport import make_async_client
 from datagen.teacher.usage import Usage
@@ -77,27 +77,6 @@ class _Retry(Exception):
     def __init__(self, cause: str, wait_s: float | None = None, detail: str = ""):
         super().__init__(cause)
         self.cause, self.wait_s, self.detail = cause, wait_s, detail
-
-
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
-    """Honour `retry-after-ms` (OpenAI) and `Retry-After` (seconds or an HTTP date)."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    ra = headers.get("retry-after")
-    if not ra:
-        return None
-    try:
-        return max(0.0, float(ra))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(ra)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
 
 
 class Teacher:
@@ -298,8 +277,7 @@ class Teacher:
         empty_retried = False
         for attempt in range(cfg.max_retries + 1):
             if last is not None:
-                backoff = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
-                wait = self._rng.uniform(backoff / 2, backoff)  # jitter spreads a thundering herd
+                wait = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, self._rng)
                 if last.wait_s is not None:
                     wait = max(wait, last.wait_s) if last.cause == "429" else last.wait_s
                 await asyncio.sleep(wait)

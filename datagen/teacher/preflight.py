@@ -8,7 +8,8 @@ import time
 import httpx
 
 from datagen.errors import DatagenError, TeacherUnavailable
-from datagen.teacher.client import RETRY_STATUS, retry_after_seconds
+from datagen.teacher.client import RETRY_STATUS
+from datagen.teacher.retry import backoff_delay, retry_after_seconds
 from datagen.teacher.config import TeacherConfig
 
 
@@ -22,8 +23,7 @@ def check_endpoint(cfg: TeacherConfig, rng: random.Random | None = None) -> list
     last = ""
     for attempt in range(cfg.max_retries + 1):
         if attempt:
-            backoff = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
-            time.sleep(rng.uniform(backoff / 2, backoff))
+            time.sleep(backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, rng))
         try:
             resp = httpx.get(f"{cfg.base_url}/models", headers=headers, timeout=min(cfg.timeout_s, 30.0))
         except httpx.TimeoutException:
