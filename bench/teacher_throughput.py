@@ -362,7 +362,7 @@ def main() -> int:
               f"{r['baseline_cpu_ms_per_req']:>6.2f} | {r['ceiling_rps']:>7.1f} {r['ceiling_pct_ideal']:>5.1f}% "
               f"[{r['ceiling_whole_run_pct_ideal']:>5.1f}%] | {verdict}")
     print("* baseline stopped at its deadline before every worker reached steady state: whole-run figure "
-          f"(it is CPU-bound there, so there is no start-up transient to leave out)")
+          "(it is CPU-bound there, so there is no start-up transient to leave out)")
     print(f"answers identical across clients: {identical}")
     targets_met = all(met(r) for r in results)
     sys.stdout.flush()

@@ -1,7 +1,6 @@
 """`prefect deploy` registers the scheduled deployment, and its entry point runs the same recipe."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 
 import pytest
 from rouge_score import rouge_scorer

@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections import Counter
 from pathlib import Path
 from dataclasses import dataclass
