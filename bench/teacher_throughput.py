@@ -144,21 +144,6 @@ class OursClient:
         return sum(self.teacher.usage.retries.values())
 
 
-class BaselineClient:
-    def __init__(self, base_url: str, concurrency: int):
-        self.client = httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(120.0, connect=10.0),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
-
-    async def __call__(self, i: int) -> str:
-        resp = await self.client.post("completions", json=body(i))
-        resp.raise_for_status()
-        return resp.json()["choices"][0]["text"]
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
 class HttpxClient:
     """Any httpx.AsyncClient posting the baseline's requests (for --alternatives)."""
 
@@ -172,6 +157,15 @@ class HttpxClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class BaselineClient(HttpxClient):
+    """One plain httpx.AsyncClient with a pool of C connections: how most tools call an endpoint."""
+
+    def __init__(self, base_url: str, concurrency: int):
+        super().__init__(httpx.AsyncClient(
+            base_url=base_url, timeout=httpx.Timeout(120.0, connect=10.0),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)))
 
 
 class ShardedHttpxClient:
