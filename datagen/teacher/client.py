@@ -103,6 +103,7 @@ class Teacher:
         self._seen: Counter = Counter()
         self._rng = rng or random.Random()
         self._client: httpx.AsyncClient | None = None
+        self._dead: TeacherUnavailable | None = None   # the embedded server is gone for good
 
     @property
     def model(self) -> str:
@@ -135,16 +136,54 @@ class Teacher:
 
     async def _ensure_endpoint(self) -> httpx.AsyncClient:
         """Start the embedded server and the HTTP client on the first cache miss only."""
+        if self._dead is not None:
+            raise self._dead
         if self._client is not None:
             return self._client
         async with self._start_lock:
+            if self._dead is not None:
+                raise self._dead
             if self._client is None:
                 if self._base_url is None:
-                    self._base_url = await asyncio.to_thread(self._embedded.start)
-                headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
-                self._client = make_async_client(self._base_url, headers, self.config.max_concurrency,
-                                                 self.config.timeout_s)
+                    try:
+                        self._base_url = await asyncio.to_thread(self._embedded.start)
+                    except TeacherUnavailable as e:
+                        self._dead = e
+                        raise
+                self._client = self._new_client()
         return self._client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        return make_async_client(self._base_url, headers, self.config.max_concurrency, self.config.timeout_s)
+
+    async def _embedded_after_failure(self, client: httpx.AsyncClient) -> httpx.AsyncClient | None:
+        """After a failed attempt on the embedded server: if the child is gone, restart it once (a crash
+        such as SIGSEGV or the OOM killer) and return the new client, or fail every request at once
+        (SIGILL, or a second crash). None: the server still runs, retry as usual."""
+        async with self._start_lock:
+            if self._dead is not None:
+                raise self._dead
+            if self._client is not client:          # another request already restarted it
+                return self._client
+            reason = self._embedded.exit_reason()
+            if reason is None:
+                return None
+            if self._embedded.died_of_sigill() or self._embedded.starts >= 2:
+                self._dead = self._embedded.failure("" if self._embedded.starts < 2 else " again after a restart")
+                raise self._dead
+            log.warning("embedded teacher: llama.cpp server %s; restarting it once (%d answers so far are "
+                        "cached)", reason, self.usage.requests)
+            self.usage.retries["embedded_restart"] += 1
+            self._client = None
+            await client.aclose()
+            try:
+                self._base_url = await asyncio.to_thread(self._embedded.restart)
+            except TeacherUnavailable as e:
+                self._dead = e
+                raise
+            self._client = self._new_client()
+            return self._client
 
     def _request(self, prompt: str, params: dict[str, Any], api: str | None = None) -> tuple[str, dict[str, Any]]:
         unknown = set(params) - set(SAMPLING_KEYS)
@@ -275,7 +314,9 @@ class Teacher:
         last: _Retry | None = None
         empty_retried = False
         for attempt in range(cfg.max_retries + 1):
-            if last is not None:
+            if self._dead is not None:
+                raise self._dead
+            if last is not None and last.cause != "restarted":
                 wait = backoff_delay(attempt, cfg.backoff_base_s, cfg.backoff_max_s, self._rng)
                 if last.wait_s is not None:
                     wait = max(wait, last.wait_s) if last.cause == "429" else last.wait_s
@@ -311,6 +352,11 @@ class Teacher:
                 log.debug("retrying %s after %s (%s)", path, r.cause, r.detail)
             finally:
                 self.concurrency.release()
+            if self._embedded is not None and last.cause in ("connection", "timeout", "empty", "500", "502", "503"):
+                restarted = await self._embedded_after_failure(client)
+                if restarted is not None:
+                    client = restarted
+                    last = _Retry("restarted", detail=last.detail)
         host = httpx.URL(self._base_url).host
         raise TeacherUnavailable(
             f"teacher at {host}: still failing after {cfg.max_retries} retries (last: {last.cause} {last.detail})".rstrip())
