@@ -71,6 +71,9 @@ def _run_with_progress(start, target: int = 0) -> None:
     with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
               refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
         result = start()
+        if result.get("flow_run_id"):
+            from datagen.flows.console import wait_until_recorded
+            wait_until_recorded(result["flow_run_id"])
     console.print(_summary(result, time.monotonic() - started))
     print(result["path"])
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prefect.logging.configuration import setup_logging
 
@@ -36,3 +37,30 @@ def quiet_user_errors() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, HideUserErrors) for f in handler.filters):
             handler.addFilter(HideUserErrors())
+
+
+def wait_until_recorded(flow_run_id: Any, last_task: str = "publish", timeout_s: float = 20.0) -> bool:
+    """Block until the Prefect server has recorded the run's final task run.
+
+    Task runs reach the server as events, recorded one by one after the flow has returned; a
+    temporary server stopped at exit while that backlog is written prints pages of tracebacks
+    (measured: ~150 lines after a one-second run). Events are recorded in order, so once the last
+    task's final state is in, so is everything before it."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.events.worker import EventsWorker
+
+    try:
+        EventsWorker.drain_all(timeout=timeout_s)
+    except Exception:   # draining is best effort; the wait below still bounds what we lose
+        pass
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if any(r.name.startswith(last_task + "-") and r.state and r.state.is_final() for r in runs):
+                return True
+            time.sleep(0.1)
+    return False

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 
 from datagen import progress
@@ -168,7 +168,8 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     claim.release()
     crash_point("flow.done")
     prog.stage = "done"
-    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text())}
+    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
+            "flow_run_id": str(runtime.flow_run.id)}
 
 
 
