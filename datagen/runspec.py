@@ -36,6 +36,63 @@ def load_config(path: Path | None) -> dict[str, Any]:
     return data
 
 
+# Where a Self-Instruct setting can be given besides YAML and DATAGEN_<NAME>: its flag, for messages.
+SELF_INSTRUCT_FLAGS = {"num_instructions": "--num-instructions", "seed": "--seed",
+                       "prompts_per_round": "--prompts-per-round", "rouge_tokenizer": "--rouge-tokenizer",
+                       "max_tokens": "--max-tokens", "prompts_dir": "--prompts"}
+
+
+def _env_value(name: str, text: str, default: Any) -> Any:
+    kind = type(default) if default is not None else int
+    if name == "rouge_threshold":
+        kind = float
+    if kind is str or name == "prompts_dir":
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise DatagenError(f"DATAGEN_{name.upper()}: expected {'a number' if kind is float else 'a whole number'}, "
+                           f"got '{text}'") from None
+
+
+def resolve_self_instruct_params(flags: dict[str, Any], section: Any, where: str = "config",
+                                 env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Flags given > environment (DATAGEN_<SETTING>) > YAML `self_instruct:` > defaults, for every
+    setting; a flag left at its default counts as not given (its default is None). A bad value is
+    named by the level it came from."""
+    import os
+    from dataclasses import fields as dc_fields
+
+    from datagen.methods.self_instruct import SelfInstructParams
+
+    env = os.environ if env is None else env
+    section = section or {}
+    if not isinstance(section, dict):
+        raise DatagenError(f"{where}: self_instruct: expected a mapping of settings")
+    defaults = {f.name: f.default for f in dc_fields(SelfInstructParams)}
+    for key in section:
+        if key not in defaults:
+            raise DatagenError(f"{where}: unknown self_instruct setting '{key}' (known: {', '.join(sorted(defaults))})")
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name, default in defaults.items():
+        if flags.get(name) is not None:
+            merged[name], origin[name] = flags[name], SELF_INSTRUCT_FLAGS.get(name, name)
+        elif env.get(f"DATAGEN_{name.upper()}"):
+            merged[name] = _env_value(name, env[f"DATAGEN_{name.upper()}"], default)
+            origin[name] = f"DATAGEN_{name.upper()}"
+        elif name in section:
+            merged[name], origin[name] = section[name], f"{where}: self_instruct.{name}"
+    try:
+        resolved = SelfInstructParams(**merged)
+    except ValueError as e:
+        name, _, problem = str(e).partition(": ")
+        raise DatagenError(f"{origin.get(name, name)}: {problem}") from None
+    except TypeError as e:
+        raise DatagenError(f"{where}: self_instruct: {e}") from None
+    return {f.name: getattr(resolved, f.name) for f in dc_fields(SelfInstructParams)}
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
@@ -46,7 +103,7 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
     """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
     from datagen.methods.self_instruct import SelfInstructParams, Templates
     from datagen.store.seeds import load_seeds
-    from datagen.store.versions import check_name
+    from datagen.store.versions import check_name, check_writable_dir
     from datagen.teacher.budget import Prices
     from datagen.teacher.config import resolve_teacher_config
 
@@ -55,19 +112,16 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
         raise DatagenError(f"{config_path}: unknown top-level setting '{sorted(unknown)[0]}' "
                            f"(expected: {', '.join(sorted(CONFIG_SECTIONS))})")
     check_name(name)
+    check_writable_dir(out, "--out")
+    if cache is not None:
+        check_writable_dir(Path(cache).expanduser().absolute().parent, "--cache")
+        if Path(cache).is_dir():
+            raise DatagenError(f"--cache: '{cache}' is a folder; give a file path such as {Path(cache) / 'responses.sqlite'}")
     load_seeds(seeds)
     teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"), where=str(config_path or "config"))
     if not teacher_cfg.embedded and not teacher_cfg.model:
         raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
-    section = cfg.get("self_instruct") or {}
-    if not isinstance(section, dict):
-        raise DatagenError(f"{config_path}: self_instruct: expected a mapping of settings")
-    known = sorted(SelfInstructParams.__dataclass_fields__)
-    for key in section:
-        if key not in known:
-            raise DatagenError(f"{config_path}: unknown self_instruct setting '{key}' (known: {', '.join(known)})")
-    merged = {**section, **{k: v for k, v in params.items() if v is not None}}
-    SelfInstructParams(**merged)
+    merged = resolve_self_instruct_params(params, cfg.get("self_instruct"), where=str(config_path or "config"))
     Templates.load(merged.get("prompts_dir"))
     Prices(cfg.get("prices") or {})
     run = {

@@ -57,15 +57,37 @@ CASES = {
     "unreachable_endpoint": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
                                           "--config", str(_write(tmp, "f.yaml", "teacher: {max_retries: 2, backoff_base_s: 0.01}\n"))],
                              "unreachable after 2 retries", 1),
+    "rouge_threshold_out_of_range": (_config_case("self_instruct:\n  rouge_threshold: -1\n"),
+                                     "self_instruct.rouge_threshold: must be between 0.0 and 1.0, got -1", 2),
+    "rouge_threshold_above_one": (_config_case("self_instruct:\n  rouge_threshold: 5\n"), "must be between 0.0 and 1.0", 2),
+    "param_wrong_type": (_config_case("self_instruct:\n  prompts_per_round: many\n"),
+                         "self_instruct.prompts_per_round: expected a whole number, got 'many'", 2),
+    "machine_exceeds_prompt": (_config_case("self_instruct:\n  machine_in_prompt: 9\n"), "must not exceed prompt_instructions", 2),
+    "self_instruct_not_mapping": (_config_case("self_instruct: [1, 2]\n"), "self_instruct: expected a mapping", 2),
+    "out_is_a_file": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--out", str(_write(tmp, "f.txt", "x"))],
+                      "is a file, not a folder", 2),
+    "out_under_a_file": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--out", str(_write(tmp, "f.txt", "x") / "sub")],
+                         "which is a file", 2),
+    "out_under_proc": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--out", "/proc/datagen"], "kernel filesystem", 2),
+    "cache_is_a_folder": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--cache", str(tmp)], "--cache:", 2),
+    "template_unknown_placeholder": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--prompts",
+                                                  str(_prompts(tmp, "Tasks:\n{{instructions}}\nfor {{audience}}\n"))],
+                                     "bootstrap.txt:3: unknown placeholder {{audience}}", 2),
+    "assume_from_without_dry_run": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--assume-from", "pilot"],
+                                    "--assume-from: only used with --dry-run", 2),
+    "assume_from_missing": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--dry-run", "--assume-from", "pilot"],
+                            "no published version", 2),
+    "max_tokens_zero": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-tokens", "0"], "--max-tokens", 2),
+    "negative_cost": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-cost", "-1"], "--max-cost", 2),
 }
 
 
-def _prompts(tmp: Path) -> Path:
+def _prompts(tmp: Path, bootstrap: str = "List tasks:\n{{instruction}}\n") -> Path:
     d = tmp / "prompts" / "self_instruct"
     d.mkdir(parents=True)
     for name in ("bootstrap", "classify", "instances_clf", "instances_gen"):
         (d / f"{name}.txt").write_text((REPO / "prompts" / "self_instruct" / f"{name}.txt").read_text())
-    (d / "bootstrap.txt").write_text("List tasks:\n{{instruction}}\n")
+    (d / "bootstrap.txt").write_text(bootstrap)
     return tmp / "prompts"
 
 

@@ -55,6 +55,26 @@ class SelfInstructParams:
     max_tokens: int | None = None       # caps every request's max_tokens (small models, tests)
     prompts_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        for name, low, high in PARAM_RANGES:
+            value = getattr(self, name)
+            if value is None and name == "max_tokens":
+                continue
+            kind = float if name == "rouge_threshold" else int
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise ValueError(f"{name}: expected {'a number' if kind is float else 'a whole number'}, "
+                                 f"got {value!r}")
+            if not low <= value <= high:
+                span = f"at least {low}" if high == math.inf else f"between {low} and {high}"
+                raise ValueError(f"{name}: must be {span}, got {value}")
+        if self.machine_in_prompt > self.prompt_instructions:
+            raise ValueError(f"machine_in_prompt: must not exceed prompt_instructions "
+                             f"({self.prompt_instructions}), got {self.machine_in_prompt}")
+        if self.rouge_tokenizer not in ("rouge_score", "unicode"):
+            raise ValueError(f"rouge_tokenizer: expected rouge_score or unicode, got {self.rouge_tokenizer!r}")
+        if self.prompts_dir is not None and not isinstance(self.prompts_dir, str):
+            raise ValueError(f"prompts_dir: expected a folder path, got {self.prompts_dir!r}")
+
     def sampling(self, base: dict[str, Any], max_tokens: int | None = None) -> dict[str, Any]:
         params = dict(base)
         if max_tokens is not None:
@@ -62,6 +82,13 @@ class SelfInstructParams:
         if self.max_tokens is not None:
             params["max_tokens"] = min(params["max_tokens"], self.max_tokens)
         return params
+
+
+# (setting, lowest, highest) meaningful values; checked before anything starts.
+PARAM_RANGES = (("num_instructions", 1, math.inf), ("prompt_instructions", 1, 64), ("machine_in_prompt", 0, 64),
+                ("prompts_per_round", 1, 100_000), ("max_stalled_rounds", 1, 1_000_000),
+                ("rouge_threshold", 0.0, 1.0), ("max_instances", 1, 100), ("seed", -2**63, 2**63 - 1),
+                ("max_tokens", 1, 1_000_000))
 
 
 @dataclass

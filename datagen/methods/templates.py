@@ -49,8 +49,16 @@ def load_template(method: str, name: str, prompts_dir: str | Path | None = None,
     except UnicodeDecodeError:
         raise DatagenError(f"{path}: prompt template is not UTF-8") from None
     tpl = Template(name=f"{method}/{name}", path=path, text=text)
-    if required_fields:
+    if required_fields is not None:
         lacking = required_fields - tpl.fields
         if lacking:
             raise DatagenError(f"{path}: template must contain the placeholder {{{{{sorted(lacking)[0]}}}}}")
+        # Checked at load, before the first call: an unknown placeholder would otherwise fail only when
+        # that template is first rendered, after earlier stages had spent teacher calls.
+        unknown = tpl.fields - required_fields
+        if unknown:
+            bad = sorted(unknown)[0]
+            line = text[:text.find(bad)].count("\n") + 1
+            known = ", ".join("{{" + f + "}}" for f in sorted(required_fields))
+            raise DatagenError(f"{path}:{line}: unknown placeholder {{{{{bad}}}}} (this template knows {known})")
     return tpl

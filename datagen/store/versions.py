@@ -26,9 +26,33 @@ _VERSION = re.compile(r"^v(\d{4,})$")
 
 def check_name(name: str) -> str:
     if not _NAME.match(name) or ".." in name:
-        raise DatagenError(f"--name: '{name}' is not a valid dataset name (letters, digits, '.', '_', '-'; "
-                           "no slashes or '..'; at most 100 characters)")
+        raise DatagenError(f"--name: '{name}' is not a valid dataset name (ASCII letters A-Z a-z, digits 0-9, "
+                           "'.', '_', '-'; starting with a letter or digit; no slashes or '..'; at most 100 characters)")
     return name
+
+
+def check_writable_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Fail before anything starts (Prefect, a teacher) if `path` cannot hold datasets: a file, a
+    folder under a file, a read-only place, or a kernel filesystem such as /proc."""
+    import tempfile
+
+    p = Path(path).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise DatagenError(f"{flag}: '{path}' is a file, not a folder")
+    anc = p
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise DatagenError(f"{flag}: '{path}' is under '{anc}', which is a file")
+    if any(str(p).startswith(kernel) for kernel in ("/proc/", "/sys/", "/dev/")) or str(p) in ("/proc", "/sys", "/dev"):
+        raise DatagenError(f"{flag}: '{path}' is on a kernel filesystem; choose a folder on disk")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".datagen-write-check-", dir=anc)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DatagenError(f"{flag}: cannot write under '{anc}' ({e.strerror or e})") from None
+    return p
 
 
 def _fsync_dir(path: Path) -> None:
