@@ -25,6 +25,29 @@ class Progress:
         return out
 
 
+class PlainReporter:
+    """Without a terminal (CI, nohup, a scheduler), a progress line every `interval_s` seconds, so a
+    log shows the run is alive and what it is retrying even when nothing else is logged for minutes."""
+
+    def __init__(self, progress: Progress, started: float, line, interval_s: float = 15.0):
+        self.progress, self.started, self.line, self.interval_s = progress, started, line, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="datagen-progress", daemon=True)
+
+    def _loop(self) -> None:
+        import sys
+        while not self._stop.wait(self.interval_s):
+            print(self.line(self.progress, self.started), file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "PlainReporter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 _current = Progress()
 
 

@@ -3,6 +3,7 @@ the run with one line, and nothing answered before is lost from the cache."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 
@@ -101,3 +102,60 @@ def test_startup_self_test_catches_a_server_that_dies_on_its_first_completion(tm
         server.start()
     assert "SIGILL" in str(e.value) and "first completion" in str(e.value)
     assert server.proc is None
+
+
+def _cached(path) -> int:
+    import sqlite3
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        db.close()
+        return n
+    except sqlite3.Error:
+        return 0
+
+
+def _run_cli_and_signal_the_server(tmp_path, prefect_env, sig: int, n: int = 3):
+    """A real `datagen run` on the embedded teacher; once a few answers are cached, `sig` hits the server."""
+    import sys
+    import time
+
+    from conftest import REPO
+    from test_e2e_self_instruct import _llama_children
+
+    cache = tmp_path / "c.sqlite"
+    cmd = [sys.executable, "-m", "datagen.cli", "run", "self-instruct", "--seeds", "seeds/175.jsonl", "-n", str(n),
+           "--out", str(tmp_path / "out"), "--name", "w", "--max-tokens", "128", "--cache", str(cache)]
+    logs = open(tmp_path / "stdout", "w+"), open(tmp_path / "stderr", "w+")   # files: a full pipe would stall it
+    proc = subprocess.Popen(cmd, cwd=REPO, env=prefect_env, stdout=logs[0], stderr=logs[1], text=True)
+    deadline = time.monotonic() + 300
+    while _cached(cache) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    children = _llama_children(proc.pid)
+    assert children, "the embedded teacher was not running"
+    os.kill(children[0], sig)
+    proc.wait(timeout=600)
+    out, err = ((tmp_path / name).read_text() for name in ("stdout", "stderr"))
+    return proc.returncode, out, err, cache
+
+
+def test_cli_run_survives_a_killed_server_and_publishes(tmp_path, prefect_env):
+    code, out, err, cache = _run_cli_and_signal_the_server(tmp_path, prefect_env, signal.SIGKILL)
+    assert code == 0, err[-3000:]
+    assert "restarting it once" in err and "Traceback" not in err
+    manifest = __import__("json").loads((tmp_path / "out" / "w" / "v0001" / "manifest.json").read_text())
+    assert manifest["counts"]["instructions"] == 3
+    assert manifest["usage"][0]["retries"].get("embedded_restart") == 1
+
+
+def test_cli_run_stops_on_sigill_with_one_line_and_keeps_the_cache(tmp_path, prefect_env):
+    code, out, err, cache = _run_cli_and_signal_the_server(tmp_path, prefect_env, signal.SIGILL)
+    assert code == 1, err[-3000:]
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert "SIGILL" in errors[0] and "illegal instruction" in errors[0] and "make clean && make install" in errors[0]
+    log = errors[0].rsplit("log: ", 1)[1].strip()
+    assert os.path.exists(log), "the error names a log that is not there"
+    assert "Traceback" not in err
+    assert f"{_cached(cache):,} teacher answers are cached" in err and "run the same command again" in err
+    assert not list((tmp_path / "out" / "w").glob("v0*"))

@@ -9,6 +9,9 @@ from prefect.logging.configuration import setup_logging
 from datagen.errors import DatagenError
 
 
+INTERRUPTED = "Execution was cancelled by the runtime environment"
+
+
 def _user_error_markers() -> set[str]:
     todo, names = [DatagenError], set()
     while todo:
@@ -23,8 +26,10 @@ class HideUserErrors(logging.Filter):
     one-line message says it all. The full record still reaches Prefect's API (and UI)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], DatagenError):
+        if record.exc_info and isinstance(record.exc_info[1], (DatagenError, KeyboardInterrupt)):
             return False
+        if record.levelno >= logging.ERROR and INTERRUPTED in record.getMessage():
+            return False     # Ctrl-C: the CLI says what was saved and how to resume
         if record.levelno >= logging.ERROR:
             msg = record.getMessage()
             return not any(marker in msg for marker in _user_error_markers())

@@ -16,6 +16,7 @@ from prefect.cache_policies import NONE
 
 from datagen import progress
 from datagen.crashpoints import crash_point
+from datagen.errors import DatagenError
 from datagen.methods.self_instruct import (MachineTask, SelfInstructParams, SelfInstructState, Templates,
                                            sampling_table)
 from datagen.records import Record
@@ -32,8 +33,8 @@ from datagen.teacher.embedded import EmbeddedTeacher
 @task(name="bootstrap-round", cache_policy=NONE)
 async def bootstrap_round(state: SelfInstructState, teacher: Teacher) -> int:
     accepted = await state.bootstrap_round(teacher)
-    get_run_logger().info("round %d: %d new instructions accepted (pool %d, pending %d)",
-                          state.round, accepted, len(state.machine), len(state.pending))
+    get_run_logger().info("round %d: %d new instruction%s accepted (pool %d, pending %d)",
+                          state.round, accepted, "" if accepted == 1 else "s", len(state.machine), len(state.pending))
     return accepted
 
 
@@ -48,8 +49,10 @@ async def classification_batch(state: SelfInstructState, teacher: Teacher, batch
 async def instance_batch(state: SelfInstructState, teacher: Teacher, batch: list[MachineTask]) -> None:
     before = len(state.done)
     await state.generate_instances(teacher, batch)
-    get_run_logger().info("instances: %d of %d instructions kept (%d done of %d)",
-                          len(state.done) - before, len(batch), len(state.done), state.params.num_instructions)
+    target, done = state.params.num_instructions, len(state.done)
+    extra = f"; {done - target} beyond the target are dropped at the end" if done > target else ""
+    get_run_logger().info("instances: %d of %d instruction%s kept (%d of %d done%s)", done - before, len(batch),
+                          "" if len(batch) == 1 else "s", min(done, target), target, extra)
 
 
 @task(name="filter", cache_policy=NONE)
@@ -83,6 +86,20 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     if cleaned:
         log.info("cleaned the working state of %d interrupted or failed run(s): %s", len(cleaned), ", ".join(cleaned))
     claim = store.claim_run(run["run_id"])
+    try:
+        return await _generate_and_publish(run, store, claim, started, timings, seeds, params, templates)
+    except BaseException as e:
+        # Nothing half-written stays behind: the answers are in the cache, which is what resumes a run.
+        # The working folder is kept only when the error names a file in it (the teacher's log).
+        claim.release()
+        store.discard_run(run["run_id"], unless_named_in=str(e))
+        raise
+
+
+async def _generate_and_publish(run: dict[str, Any], store: DatasetStore, claim: Any, started: float,
+                                timings: dict[str, float], seeds: list, params: SelfInstructParams,
+                                templates: Templates) -> dict[str, Any]:
+    log = get_run_logger()
     crash_point("run.start")
     cfg = resolve_teacher_config(run.get("teacher", {}), run.get("teacher_yaml"))
     cache = ResponseCache(run["cache"])
@@ -148,9 +165,14 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
     teacher_info = {**cfg.public(), "model": model, "model_file": teacher_model_file,
                     "sampling": sampling_table(params)}
     partial = None if state.stop_reason == "target_reached" else state.stop_reason
+    if partial == "budget" and not records:
+        raise DatagenError(budget.too_small_message() if budget is not None and budget.refused else
+                           f"{state.budget_stop}: the budget ran out before one instruction was made; nothing was published")
     if partial == "budget":
         log.warning("budget reached (%s): publishing the %d instructions made so far", state.budget_stop,
                     len(state.done))
+    elif partial:
+        log.warning("stopped early, %s", state.stop_explanation())
     manifest = build_manifest(
         recipe="self-instruct", run_id=run["run_id"],
         config={k: v for k, v in run.items() if k not in ("teacher",)} | {"teacher_flags": run.get("teacher", {})},
@@ -160,7 +182,7 @@ async def self_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
         extra={"filters": {"rouge_l": {"threshold": params.rouge_threshold,
                                        "tokenizer": state.novelty.tokenizer_name}},
                "budget": budget.to_dict() if budget else None,
-               "partial_reason": state.budget_stop or None},
+               "partial_reason": state.stop_explanation() or None},
     )
     prog.stage = "publish"
     path = publish(store, run["run_id"], records, state.rejected, manifest)

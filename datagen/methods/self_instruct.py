@@ -255,6 +255,17 @@ class SelfInstructState:
             return True
         return False
 
+    def stop_explanation(self) -> str:
+        """What a stop other than reaching the target means, and what the user can do about it."""
+        if self.stop_reason == "stalled":
+            n = self.params.max_stalled_rounds
+            return (f"stalled: {n} bootstrap round{'s' if n != 1 else ''} in a row accepted no new instruction "
+                    "(every candidate was filtered; rejected.jsonl says why); try a larger or more varied seed "
+                    "pool, a higher rouge_threshold (config self_instruct.rouge_threshold), or a stronger teacher")
+        if self.stop_reason == "budget":
+            return self.budget_stop or "budget"
+        return ""
+
     def bootstrap_prompt_count(self) -> int:
         if self.stalled >= self.params.max_stalled_rounds:
             return 0
@@ -269,10 +280,15 @@ class SelfInstructState:
     def reject(self, stage: str, reason: str, text: str, detail: dict[str, Any] | None = None,
                record: dict[str, Any] | None = None) -> None:
         self.counts[f"rejected.{stage}.{reason}"] += 1
-        row = {"stage": stage, "reason": reason, "detail": detail or {}, "text": text}
-        if record is not None:
-            row["record"] = record
-        row["id"] = content_id(text)
+        detail = detail or {}
+        if record is None:
+            # One schema for rejected.jsonl everywhere (dedup/filter rows carry the record too): the
+            # candidate as a record, with the instance when a single instance was dropped.
+            inp, out = str(detail.get("input", "")), str(detail.get("output", ""))
+            record = Record(instruction=text, input=inp, output=out, method="self_instruct",
+                            round=self.round).to_dict()
+        row = {"id": record.get("id") or content_id(text), "stage": stage, "reason": reason, "detail": detail,
+               "text": text, "record": record}
         self.rejected.append(row)
 
     # --- steps -----------------------------------------------------------------------------------

@@ -94,6 +94,11 @@ def dataset_card(name: str, manifest: dict[str, Any]) -> str:
         "(see rejected.jsonl, each with its stage and reason)",
         f"- source: {manifest['seeds'].get('path')} (sha256 {manifest['seeds'].get('sha256', '')[:12]}…)",
         "",
+    ]
+    if manifest.get("partial"):
+        lines += [f"**Partial version**: the run stopped early ({manifest['partial']}): "
+                  f"{manifest.get('partial_reason') or manifest['partial']}. It holds what was finished.", ""]
+    lines += [
         "Files: `alpaca.jsonl` (instruction/input/output), `sharegpt.jsonl` (conversations), "
         "`messages.jsonl` (OpenAI messages), `records.jsonl` (full lineage), `rejected.jsonl`, "
         "`manifest.json`, `dataset_info.json` (LLaMA-Factory).",

@@ -96,6 +96,17 @@ class DatasetStore:
         d.mkdir(parents=True, exist_ok=True)
         return d
 
+    def discard_run(self, run_id: str, unless_named_in: str = "") -> None:
+        """Remove a failed or interrupted run's working folder, unless `unless_named_in` (the error the
+        user reads) points at a file inside it, such as the teacher's log."""
+        d = self.dir / ".runs" / run_id
+        if d.is_dir() and str(d) not in unless_named_in:
+            shutil.rmtree(d, ignore_errors=True)
+            try:
+                d.parent.rmdir()          # only succeeds when no other run is working here
+            except OSError:
+                pass
+
     def claim_run(self, run_id: str) -> "RunClaim":
         """Hold the run's lock for its lifetime, so `recover()` by another run never deletes live work."""
         return RunClaim(self.work_dir(run_id))

@@ -125,6 +125,7 @@ class Budget:
         self._in_flight = 0
         self._reason: str | None = None
         self._waiters: list[asyncio.Future] = []
+        self.refused: tuple[int, int] | None = None   # worst case (in, out) of the request that ended it
 
     # -- state ------------------------------------------------------------------------------------
     @property
@@ -167,6 +168,20 @@ class Budget:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def too_small_message(self) -> str:
+        """Why not even one request fitted, with the figures a user needs to pick a budget."""
+        est_in, max_out = self.refused or (0, 0)
+        need = f"up to {est_in + max_out:,} tokens ({est_in:,} in + {max_out:,} out)"
+        if self.price is not None:
+            need += f", ${self.price.cost(est_in, max_out):.6f}"
+        caps = []
+        if self.max_total_tokens is not None:
+            caps.append(f"--max-total-tokens {self.max_total_tokens:,}")
+        if self.max_cost_usd is not None:
+            caps.append(f"--max-cost {self.max_cost_usd:g}")
+        return (f"budget: {' / '.join(caps) or 'the budget'} is too small for a single request (the first one "
+                f"needs {need}); nothing was published")
 
     def to_dict(self) -> dict[str, Any]:
         """For the manifest and progress display."""
@@ -217,6 +232,7 @@ class Budget:
             if over is not None:
                 if self._in_flight == 0:
                     self._reason = over
+                    self.refused = (est_input_tokens, max_output_tokens)
                     self._notify()
                 return None
             self._res_in += est_input_tokens
