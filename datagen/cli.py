@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from datagen import progress
@@ -23,9 +24,11 @@ from datagen.errors import DatagenError
 
 app = typer.Typer(help="datagen: manufacture instruction-tuning data with a teacher LLM, dedup it, publish "
                        "versioned datasets (Alpaca / ShareGPT / OpenAI messages).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-run_app = typer.Typer(help="Run a recipe and publish a new dataset version.", no_args_is_help=True)
-teacher_app = typer.Typer(help="The teacher LLM endpoint.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)   # plain help: rich's boxes cut URLs and paths at 80 columns
+run_app = typer.Typer(help="Run a recipe and publish a new dataset version.", no_args_is_help=True,
+                      rich_markup_mode=None)
+teacher_app = typer.Typer(help="The teacher LLM endpoint.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(run_app, name="run")
 app.add_typer(teacher_app, name="teacher")
 
@@ -64,18 +67,72 @@ def _progress_view(p: progress.Progress, started: float) -> Table:
     return table
 
 
-def _run_with_progress(start, target: int = 0) -> None:
-    """Run a flow under a live progress line, then print the summary table and the version's path."""
+def _run_with_progress(start, target: int = 0, cache: str | None = None) -> None:
+    """Run a flow under a live progress line (a plain log line every PLAIN_PROGRESS_S without a
+    terminal), then print the summary table and the version's path. A run that fails or is
+    interrupted says what is saved and how to resume."""
     prog = progress.install(progress.Progress(target=target))
     started = time.monotonic()
-    with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
-              refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
-        result = start()
-        if result.get("flow_run_id"):
-            from datagen.flows.console import wait_until_recorded
-            wait_until_recorded(result["flow_run_id"])
+    try:
+        if console.is_terminal:
+            with Live(get_renderable=lambda: _progress_view(prog, started), console=console,
+                      refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
+                result = _run_and_settle(start)
+        else:
+            with progress.PlainReporter(prog, started, _plain_line, PLAIN_PROGRESS_S):
+                result = _run_and_settle(start)
+    except (DatagenError, KeyboardInterrupt) as e:
+        hint = _resume_hint(cache)
+        if hint:
+            global _pending_hint
+            _pending_hint = hint     # printed by main() after the error line
+        raise e
     console.print(_summary(result, time.monotonic() - started))
     print(result["path"])
+
+
+PLAIN_PROGRESS_S = float(os.environ.get("DATAGEN_PROGRESS_INTERVAL_S", "15"))
+_pending_hint: str | None = None
+
+
+def _run_and_settle(start) -> dict[str, Any]:
+    result = start()
+    if result.get("flow_run_id"):
+        from datagen.flows.console import wait_until_recorded
+        wait_until_recorded(result["flow_run_id"])
+    return result
+
+
+def _plain_line(p: progress.Progress, started: float) -> str:
+    t = p.totals()
+    done = f"instructions {p.accepted}/{p.target}" if p.target else f"kept {p.accepted:,}"
+    return (f"progress: {p.stage} round {p.round}, {done}, requests {t['requests']}, cache hits {t['cache_hits']}, "
+            f"retries {t['retries']}{_retry_detail(p)}, tokens {t['tokens']:,}, {time.monotonic() - started:.0f} s")
+
+
+def _retry_detail(p: progress.Progress) -> str:
+    causes: dict[str, int] = {}
+    for u in p.usages:
+        for cause, n in u.retries.items():
+            causes[cause] = causes.get(cause, 0) + n
+    return f" ({', '.join(f'{c} {n}' for c, n in sorted(causes.items()))})" if causes else ""
+
+
+def _resume_hint(cache: str | None) -> str | None:
+    """'N answers are cached': what a failed or interrupted run has kept, and that rerunning resumes."""
+    if not cache or not Path(cache).exists():
+        return None
+    import sqlite3
+    try:
+        db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5)
+        n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        db.close()
+    except sqlite3.Error:
+        return None
+    if not n:
+        return None
+    return (f"{n:,} teacher answer{'s are' if n != 1 else ' is'} cached in {cache}; run the same command "
+            "again to resume (cached answers cost no calls)")
 
 
 def _summary(result: dict[str, Any], wall: float) -> Table:
@@ -106,20 +163,33 @@ def _summary(result: dict[str, Any], wall: float) -> Table:
     return table
 
 
+def _version(value: bool) -> None:
+    if value:
+        from datagen import __version__
+        print(f"datagen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print datagen's version and exit.")) -> None:
+    """datagen: manufacture instruction-tuning data with a teacher LLM, dedup it, publish versioned datasets."""
+
+
 @run_app.command("self-instruct")
 def run_self_instruct(
     seeds: Path = typer.Option(..., "--seeds", help="Seed tasks: Self-Instruct JSONL, Alpaca JSON/JSONL, or .txt (one instruction per line)."),
-    num_instructions: int = typer.Option(10, "--num-instructions", "-n", min=1, help="New instructions (each with valid instances) to generate."),
+    num_instructions: Optional[int] = typer.Option(None, "--num-instructions", "-n", min=1, help="New instructions (each with valid instances) to generate (default 10)."),
     name: str = typer.Option("self-instruct", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
-    seed: int = typer.Option(42, "--seed", help="Random seed for prompt sampling (same seed + same answers = same dataset)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for prompt sampling (same seed + same answers = same dataset; default 42)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint (required with --base-url)."),
     api: Optional[Api] = typer.Option(None, "--api", help="completions (default; legacy endpoint, as the paper) or chat (same prompts as chat messages)."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens (the paper's values otherwise)."),
-    prompts_per_round: int = typer.Option(8, "--prompts-per-round", min=1, help="Bootstrap prompts per round at most."),
-    rouge_tokenizer: Tokenizer = typer.Option(Tokenizer.rouge_score, "--rouge-tokenizer", help="rouge_score (faithful; drops non-Latin text) or unicode (dedups every script)."),
+    prompts_per_round: Optional[int] = typer.Option(None, "--prompts-per-round", min=1, help="Bootstrap prompts per round at most (default 8)."),
+    rouge_tokenizer: Optional[Tokenizer] = typer.Option(None, "--rouge-tokenizer", help="rouge_score (default; faithful, drops non-Latin text) or unicode (dedups every script)."),
     prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own prompt templates (prompts/self_instruct/*.txt layout)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop issuing requests before the estimated cost (USD, from `prices:` in the config) would exceed this; publish what is done."),
@@ -144,9 +214,11 @@ def run_self_instruct(
         seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
         max_cost=max_cost, max_total_tokens=max_total_tokens,
         params={"num_instructions": num_instructions, "seed": seed, "prompts_per_round": prompts_per_round,
-                "rouge_tokenizer": rouge_tokenizer.value, "max_tokens": max_tokens,
+                "rouge_tokenizer": rouge_tokenizer.value if rouge_tokenizer else None, "max_tokens": max_tokens,
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None})
     prices = Prices(run["prices"])
+    if assume_from and not dry_run:
+        raise DatagenError("--assume-from: only used with --dry-run (it calibrates the estimate); add --dry-run or drop it")
     if dry_run:
         _dry_run(seeds, params, cfg.get("assumptions") or {}, assume_from, out, prices, teacher_cfg)
         return
@@ -158,7 +230,8 @@ def run_self_instruct(
 
     import asyncio
 
-    _run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=num_instructions)
+    _run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=params.get("num_instructions", 10),
+                       cache=run["cache"])
 
 
 def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assume_from: Optional[str],
@@ -166,18 +239,10 @@ def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assum
     from datagen.methods.estimate import Assumptions, assumptions_from_manifest, estimate_self_instruct
     from datagen.methods.self_instruct import SelfInstructParams, Templates
     from datagen.store.seeds import load_seeds
-    from datagen.store.versions import DatasetStore
 
     if assume_from:
-        path = Path(assume_from)
-        if not path.is_file():
-            name, _, version = assume_from.partition("@")
-            path = DatasetStore(out, name).resolve(version or None) / "manifest.json"
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise DatagenError(f"--assume-from: cannot read {path}: {e}") from None
-        a = assumptions_from_manifest(manifest, str(path))
+        manifest, source = _generating_manifest(assume_from, out)
+        a = assumptions_from_manifest(manifest, source)
     else:
         try:
             a = Assumptions(**assumed, source="config" if assumed else "defaults")
@@ -201,20 +266,60 @@ def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assum
                       "if every answer ran to max_tokens)")
     else:
         console.print(f"no price configured for '{model}' (config `prices:`): tokens only")
-    print(json.dumps(est))
+    print(json.dumps({**est, "settings": {"self_instruct": params, "teacher": teacher_cfg.public()}}))
+
+
+def _generating_manifest(assume_from: str, out: Path) -> tuple[dict[str, Any], str]:
+    """The manifest of the self-instruct run whose yields to assume: NAME[@vN] or a manifest.json,
+    following `parent` from a dedup/filter version back to the version that generated the data."""
+    from datagen.store.versions import DatasetStore
+
+    path = Path(assume_from)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        name, _, version = assume_from.partition("@")
+        path = DatasetStore(out, name).resolve(version or None) / "manifest.json"
+    chain = []
+    for _ in range(100):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DatagenError(f"--assume-from: cannot read {path}: {e}") from None
+        label = f"{manifest.get('dataset', path.parent.parent.name)}@{manifest.get('version', path.parent.name)}"
+        chain.append(label)
+        if manifest.get("recipe") == "self-instruct":
+            return manifest, " <- ".join(chain) if len(chain) > 1 else str(path)
+        parent = manifest.get("parent")
+        if not parent:
+            raise DatagenError(f"--assume-from: {label} was made by '{manifest.get('recipe')}' and names no parent "
+                               "self-instruct version to take yields from")
+        name, _, version = parent.partition("@")
+        root = path.parent.parent.parent
+        path = DatasetStore(root, name).resolve(version or None) / "manifest.json"
+    raise DatagenError(f"--assume-from: the parent chain of {assume_from} does not end")
 
 
 def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], chain_where: str,
             name: Optional[str], out: Path) -> None:
     from datagen.methods.curate import build_chain
     from datagen.runspec import new_run_id
-    from datagen.store.sources import resolve_source
+    from datagen.store.sources import check_source, resolve_source
     from datagen.store.versions import check_name
 
+    from datagen.store.versions import check_writable_dir
+
+    check_writable_dir(out, "--out")
     src = resolve_source(source, out)
     build_chain(chain, chain_base, where=chain_where)  # validate before Prefect starts
+    check_source(src)  # an empty or unreadable first row fails here, not inside a flow
     if name is None:
         name = src.dataset or src.path.stem
+        try:
+            check_name(name)
+        except DatagenError:
+            raise DatagenError(f"--name: the file name '{name}' is not a valid dataset name (letters, digits, "
+                               "'.', '_', '-'); give --name") from None
     check_name(name)
     out_dir = src.out if (src.dataset and name == src.dataset and src.out) else out
     run = {
@@ -250,6 +355,17 @@ def dedup(
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
 ) -> None:
     """Remove duplicates from a version or file and publish the result as a new version."""
+    from datagen.filters.minhash import DEFAULT_SHINGLE_SIZE, MAX_NUM_PERM
+
+    if shingle not in DEFAULT_SHINGLE_SIZE:
+        raise DatagenError(f"--shingle: '{shingle}' is not one of {', '.join(DEFAULT_SHINGLE_SIZE)}")
+    if num_perm > MAX_NUM_PERM:
+        raise DatagenError(f"--num-perm: {num_perm} is more than {MAX_NUM_PERM}")
+    if not 0.0 <= rouge_threshold <= 1.0:
+        raise DatagenError(f"--rouge-threshold: {rouge_threshold} is not in [0, 1]")
+    for p in decontaminate or []:
+        if not p.is_file():
+            raise DatagenError(f"--decontaminate: {p}: eval file not found")
     chain: list[Any] = []
     if exact:
         chain.append("exact_dedup")
@@ -279,11 +395,21 @@ def filter_(
 
     from datagen.runspec import load_config
 
-    cfg = load_config(config)
+    if config is not None and config.exists() and not config.is_file():  # a folder, or a pipe that would hang
+        raise DatagenError(f"--config: {config} is not a regular YAML file")
+    try:
+        cfg = load_config(config)
+    except UnicodeDecodeError as e:
+        raise DatagenError(f"{config}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+    except OSError as e:
+        raise DatagenError(f"{config}: cannot read config ({e.strerror})") from None
     chain = cfg.get("filters") if config else list(DEFAULT_CHAIN)
     if not isinstance(chain, list):
         raise DatagenError(f"{config}: expected `filters:` with a list of steps")
     chain = list(chain)
+    for p in decontaminate or []:
+        if not p.is_file():
+            raise DatagenError(f"--decontaminate: {p}: eval file not found")
     if decontaminate:
         chain.append({"decontaminate": {"paths": [str(p.resolve()) for p in decontaminate], "n": ngram}})
     _curate("filter", source, chain, config.resolve().parent if config else None, str(config or "filters"), name, out)
@@ -291,37 +417,38 @@ def filter_(
 
 @app.command("why")
 def why(
-    dataset: str = typer.Argument(..., help="NAME or NAME@vN (default: the latest version)."),
-    record_id: str = typer.Argument(..., help="The record id (or its first characters), from records.jsonl or rejected.jsonl."),
+    dataset: str = typer.Argument(..., help="NAME (searches LATEST, its parents, then the other versions, newest first) or NAME@vN (that version only)."),
+    record_id: str = typer.Argument(..., help="The record id (or its first characters), from records.jsonl or rejected.jsonl; a later copy of an identical row is <id>-2, <id>-3, ..."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
 ) -> None:
     """Say whether a record was kept, or at which stage and for what reason it was dropped."""
-    from datagen.store.versions import DatasetStore
-    from datagen.store.why import explain
+    from datagen.store.why import explain_spec
 
-    name, _, version = dataset.partition("@")
-    vdir = DatasetStore(out, name).resolve(version or None)
-    ans = explain(vdir, record_id)
+    ans = explain_spec(out, dataset, record_id)
+    where = f"{ans['version']} ({ans['version_dir']})"
+    if ans["searched"]:
+        where += f"; not in {', '.join(ans['searched'])}"
     if ans["status"] == "kept":
         r = ans["record"]
-        console.print(f"[green]kept[/] in {vdir}: {r['instruction'][:200]!r}", highlight=False)
+        console.print("[green]kept[/] " + escape(f"{r.get('id', '')} in {where}: {r.get('instruction', '')[:200]!r}"), highlight=False)
         if r.get("scores"):
-            console.print(f"scores: {json.dumps(r['scores'], ensure_ascii=False)[:500]}", highlight=False)
+            console.print(f"scores: {json.dumps(r['scores'], ensure_ascii=False)[:500]}", highlight=False, markup=False)
         return
-    console.print(f"[red]dropped[/] in {vdir} at stage [bold]{ans['stage']}[/]: {ans['reason']}", highlight=False)
-    console.print(f"text: {ans['text'][:300]!r}", highlight=False)
+    console.print("[red]dropped[/] " + escape(f"{ans['id']} in {where} at stage {ans['stage']}: {ans['reason']}"),
+                  highlight=False)
+    console.print(f"text: {ans['text'][:300]!r}", highlight=False, markup=False)
     detail = {k: v for k, v in ans["detail"].items() if k not in ("most_similar",)}
     for key in ("rouge_max", "jaccard_estimate", "score"):
         if key in detail:
-            console.print(f"{key}: {detail.pop(key)}", highlight=False)
+            console.print(f"{key}: {detail.pop(key)}", highlight=False, markup=False)
     if "most_similar" in ans["detail"]:
         ms = ans["detail"]["most_similar"]
-        console.print(f"most similar: {json.dumps(ms[:3] if isinstance(ms, list) else ms, ensure_ascii=False)[:500]}", highlight=False)
+        console.print(f"most similar: {json.dumps(ms[:3] if isinstance(ms, list) else ms, ensure_ascii=False)[:500]}", highlight=False, markup=False)
     if "collided_with" in ans:
         other = ans["collided_with"]
-        console.print(f"collided with {other.get('id')}: {other.get('instruction', other.get('text', ''))[:300]!r}", highlight=False)
+        console.print(f"collided with {other.get('id')}: {other.get('instruction', other.get('text', ''))[:300]!r}", highlight=False, markup=False)
     if detail:
-        console.print(f"detail: {json.dumps(detail, ensure_ascii=False)[:800]}", highlight=False)
+        console.print(f"detail: {json.dumps(detail, ensure_ascii=False)[:800]}", highlight=False, markup=False)
 
 
 @teacher_app.command("serve")
@@ -347,6 +474,11 @@ def teacher_serve(
         server.stop()
 
 
+def _print_pending_hint() -> None:
+    if _pending_hint:
+        console.print(f"nothing was published; {_pending_hint}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     from typer import exceptions as typer_errors
     from typer._click import exceptions as click_errors  # typer vendors click
@@ -354,7 +486,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except DatagenError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True, markup=True)
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True, markup=True)
+        _print_pending_hint()
         sys.exit(e.exit_code)
     except click_errors.NoArgsIsHelpError as e:
         print(e.ctx.get_help())
@@ -362,11 +495,15 @@ def main() -> None:
     except click_errors.ClickException as e:   # a bad flag or value: one line, like our own errors
         ctx = getattr(e, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        console.print(f"[red]error:[/] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(e.format_message())}{hint}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except (typer_errors.Abort, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/]")
+        console.print("[yellow]interrupted[/]" + ("" if _pending_hint else ": nothing was published"), highlight=False)
+        _print_pending_hint()
         sys.exit(130)
+    if code == 130:          # click turns Ctrl-C inside a command into its Abort exit code
+        console.print("[yellow]interrupted[/]" + ("" if _pending_hint else ": nothing was published"), highlight=False)
+        _print_pending_hint()
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 METHODS = ("seed", "self_instruct", "evol", "distill", "translate")
+_CONTENT_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def content_id(instruction: str, input: str = "", output: str = "", conversation: list | None = None) -> str:
@@ -60,3 +62,38 @@ class Record:
 
 
 _FIELDS = tuple(f.name for f in fields(Record))
+
+
+class UniqueIds:
+    """Makes every row of one version addressable on its own.
+
+    A content hash gives byte-identical rows one id, so a dropped copy would be `duplicate_of` itself
+    and `why` could not tell it from the copy that was kept. The first occurrence keeps the hash; later
+    ones become `<hash>-2`, `<hash>-3`, ... in reading order, so a rerun over the same input assigns the
+    same ids. Ids already unique (a version's own records.jsonl) pass through unchanged.
+
+    Memory: one 64-bit int per plain content id (a set entry, not a copy of the record), so streaming a
+    million records stays cheap.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[int | str] = set()
+        self._next: dict[str, int] = {}   # only for ids seen more than once
+
+    @staticmethod
+    def _key(record_id: str) -> int | str:
+        return int(record_id, 16) if _CONTENT_ID.fullmatch(record_id) else record_id
+
+    def assign(self, record: Record) -> Record:
+        key = self._key(record.id)
+        if key not in self._seen:
+            self._seen.add(key)
+            return record
+        base = record.id
+        k = self._next.get(base, 2)
+        while f"{base}-{k}" in self._seen:
+            k += 1
+        self._next[base] = k + 1
+        record.id = f"{base}-{k}"
+        self._seen.add(record.id)
+        return record

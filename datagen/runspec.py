@@ -25,6 +25,12 @@ def load_config(path: Path | None) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DatagenError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise DatagenError(f"{path}: is a folder, not a YAML config file") from None
+    except UnicodeDecodeError as e:
+        raise DatagenError(f"{path}: not UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise DatagenError(f"{path}: cannot read the config file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

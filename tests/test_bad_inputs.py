@@ -78,6 +78,7 @@ CASES = {
     "assume_from_missing": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--dry-run", "--assume-from", "pilot"],
                             "no published version", 2),
     "max_tokens_zero": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-tokens", "0"], "--max-tokens", 2),
+    "name_with_rich_markup": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--name", "[/x]"], "'[/x]' is not a valid dataset name", 2),
     "negative_cost": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-cost", "-1"], "--max-cost", 2),
 }
 

@@ -86,6 +86,7 @@ def test_cli_dedup_filter_why_and_decontaminate(tmp_path, prefect_env):
             {"instruction": "As a helper, answer the question.", "input": "Why is the sky blue?",
              "output": "I'm sorry, but as an AI language model I cannot answer that."},
             {"instruction": "Name a prime number larger than ten.", "input": "", "output": "Thirteen is prime."}]
+    rows.append(rows[-1])   # a byte-identical copy: same content hash, its own id
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     evals = tmp_path / "eval.jsonl"
     evals.write_text(json.dumps({"id": "q17", "question": "What is the capital city of France and why did it "
@@ -112,8 +113,36 @@ def test_cli_dedup_filter_why_and_decontaminate(tmp_path, prefect_env):
     p = run_cli(["why", "mine@v1", dup["id"][:8], "--out", str(out)], env=prefect_env)
     assert p.returncode == 0, p.stderr
     assert "exact_dedup" in p.stderr and "exact_duplicate" in p.stderr and "Explain photosynthesis" in p.stderr
+    copy = json.loads((v1 / "rejected.jsonl").read_text().splitlines()[1])
+    assert copy["id"].endswith("-2") and copy["detail"]["duplicate_of"] == copy["id"][:-2]
+    p = run_cli(["why", "mine", copy["id"], "--out", str(out)], env=prefect_env)   # LATEST is v0002 now
+    assert p.returncode == 0, p.stderr
+    assert f"dropped {copy['id']} in mine@v0001" in p.stderr and f"collided with {copy['id'][:-2]}" in p.stderr
     p = run_cli(["why", "mine", "ffffffff", "--out", str(out)], env=prefect_env)
     assert p.returncode == 2 and "no record with id" in p.stderr
+
+
+@pytest.mark.slow
+def test_cli_dedup_reads_a_file_mixing_row_shapes(tmp_path, prefect_env):
+    rows = [{"instruction": "Explain photosynthesis in simple terms.", "output": "Plants make sugar from light."},
+            {"text": "Describe a sunset over a quiet harbour."},
+            {"prompt": "What is the boiling point of water at sea level?", "completion": "100 degrees Celsius."},
+            {"messages": [{"role": "user", "content": "Write a haiku about rain."},
+                          {"role": "assistant", "content": "Soft rain on the roof."}]},
+            {"conversations": [{"from": "human", "value": "Tell me a fact about owls."},
+                               {"from": "gpt", "value": "Owls can turn their heads 270 degrees."}]}]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    p = run_cli(["dedup", str(data), "--out", str(out)], env=prefect_env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    alpaca = [json.loads(x) for x in (out / "mixed" / "v0001" / "alpaca.jsonl").read_text().splitlines()]
+    assert [(r["instruction"], r["output"]) for r in alpaca] == [
+        ("Explain photosynthesis in simple terms.", "Plants make sugar from light."),
+        ("Describe a sunset over a quiet harbour.", ""),
+        ("What is the boiling point of water at sea level?", "100 degrees Celsius."),
+        ("Write a haiku about rain.", "Soft rain on the roof."),
+        ("Tell me a fact about owls.", "Owls can turn their heads 270 degrees.")]
 
 
 def test_minhash_keeps_the_best_judged_member_of_each_cluster():
@@ -126,3 +155,57 @@ def test_minhash_keeps_the_best_judged_member_of_each_cluster():
     assert rejected[0]["id"] == recs[0].id and rejected[0]["detail"]["duplicate_of"] == recs[1].id
     kept, _, _ = _run(recs, [{"minhash": {"threshold": 0.7}}])
     assert [r.id for r in kept] == [recs[0].id, recs[2].id]          # default: first seen
+
+
+def _source(tmp_path, text: str):
+    from datagen.store.sources import Source
+    path = tmp_path / "data.jsonl"
+    path.write_text(text, encoding="utf-8")
+    return Source(path=path)
+
+
+def test_byte_identical_rows_get_ids_of_their_own_and_the_copy_points_at_the_first(tmp_path):
+    from datagen.store.sources import iter_records
+    row = json.dumps({"instruction": "Name a prime number.", "output": "Seven."}) + "\n"
+    source = _source(tmp_path, row + row + json.dumps({"instruction": "Name a colour."}) + "\n" + row)
+    ids = [r.id for r in iter_records(source)]
+    first = ids[0]
+    assert ids == [first, f"{first}-2", ids[2], f"{first}-3"] and len(set(ids)) == 4
+    assert [r.id for r in iter_records(source)] == ids           # a rerun assigns the same ids
+    kept, rejected, _ = _run(iter_records(source), ["exact_dedup"])
+    assert [r.id for r in kept] == [first, ids[2]]
+    assert [(r["id"], r["detail"]["duplicate_of"]) for r in rejected] == [(f"{first}-2", first), (f"{first}-3", first)]
+    assert all(r["record"]["id"] == r["id"] for r in rejected)
+
+
+def test_every_known_row_shape_is_read_also_mixed_in_one_file(tmp_path):
+    from datagen.store.sources import iter_records
+    rows = [{"instruction": "Add the numbers.", "input": "2, 3", "output": "5"},
+            {"text": "Describe a sunset over the sea."},
+            {"prompt": "What is the capital of Peru?", "completion": "Lima."},
+            {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"},
+                          {"role": "assistant", "content": "Hello."}]},
+            {"conversations": [{"from": "human", "value": "Tell me a joke."}, {"from": "gpt", "value": "No."}]},
+            {"instruction": "And now?", "output": "Done.", "history": [["Start.", "Started."]]}]
+    got = list(iter_records(_source(tmp_path, "".join(json.dumps(r) + "\n" for r in rows))))
+    assert [(r.instruction, r.input, r.output) for r in got] == [
+        ("Add the numbers.", "2, 3", "5"), ("Describe a sunset over the sea.", "", ""),
+        ("What is the capital of Peru?", "", "Lima."), ("Hi!", "", "Hello."), ("Tell me a joke.", "", "No."),
+        ("Start.", "", "Done.")]
+    assert got[3].system == "Be brief." and [t["role"] for t in got[3].conversation] == ["user", "assistant"]
+    assert [t["content"] for t in got[5].conversation] == ["Start.", "Started.", "And now?", "Done."]
+
+
+def test_unknown_row_shape_names_file_line_the_fields_found_and_the_shapes_accepted(tmp_path):
+    from datagen.store.sources import iter_records
+    source = _source(tmp_path, json.dumps({"text": "fine"}) + "\n" + json.dumps({"question": "q", "answer": "a"}) + "\n")
+    with pytest.raises(DatagenError, match=r"data\.jsonl:2: unknown record shape \(fields: answer, question\); "
+                                           r"expected one of: .*ShareGPT.*messages.*prompt.*text"):
+        list(iter_records(source))
+
+
+def test_empty_source_is_an_error_naming_the_file(tmp_path):
+    from datagen.store.sources import check_source
+    with pytest.raises(DatagenError, match=r"data\.jsonl: nothing to curate"):
+        check_source(_source(tmp_path, "\n\n"))
+    assert run_chain([], build_chain(["exact_dedup"]), print, print) == {"in": 0, "kept": 0, "rejected": 0}

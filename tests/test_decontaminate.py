@@ -124,3 +124,35 @@ def test_index_stores_hashes_not_text(eval_jsonl):
     index = Decontaminator.from_files([eval_jsonl])
     assert index.item_count == 2
     assert index._hashes.typecode == "Q" and len(index) == len(index._hashes) > 0
+
+
+# Self-Instruct layout: the task in the instruction, its text in the input; neither half has 13 words.
+SPLIT_TASK = "Read this movie review and decide whether the critic liked the film."
+SPLIT_INPUT = "The acting was wooden, the plot made no sense, I left early."
+
+
+def test_eval_item_split_over_instruction_and_input_is_caught(tmp_path):
+    evals = tmp_path / "sentiment.jsonl"
+    evals.write_text(json.dumps({"id": "rev-3", "prompt": f"{SPLIT_TASK} {SPLIT_INPUT}"}) + "\n", encoding="utf-8")
+    index = Decontaminator.from_files([evals])
+    assert len(normalised_words(SPLIT_TASK)) < 13 and len(normalised_words(SPLIT_INPUT)) < 13
+    v = index.check(Record(instruction=SPLIT_TASK, input=SPLIT_INPUT, output="Negative."))
+    assert (v.keep, v.detail["eval_item"]) == (False, "rev-3")
+    assert v.detail["field"] == "instruction+input"
+    # either half alone is not the eval item
+    assert index.check(Record(instruction=SPLIT_TASK, output="Positive.")).keep
+    assert index.check(Record(instruction="Classify this.", input=SPLIT_INPUT, output="Negative.")).keep
+
+
+def test_eval_item_split_over_conversation_turns_is_caught(tmp_path):
+    evals = tmp_path / "trivia.txt"
+    evals.write_text("Which river flows through the city of Vienna and then on into the Black Sea?\n", encoding="utf-8")
+    index = Decontaminator.from_files([evals])
+    first, rest = "Which river flows through the city of Vienna", "and then on into the Black Sea?"
+    turns = [{"role": "user", "content": first}, {"role": "assistant", "content": "Go on."},
+             {"role": "user", "content": rest}, {"role": "assistant", "content": "The Danube."}]
+    v = index.check(Record(instruction=first, conversation=turns))
+    assert v.reason == "contamination" and v.detail["field"] == "conversation[0]+conversation[2]"
+    # back to back, the turns are one sequence too
+    v = index.check(Record(instruction=first, conversation=[turns[0], turns[2], turns[3]]))
+    assert v.reason == "contamination" and v.detail["field"] == "conversation[0]+conversation[1]"

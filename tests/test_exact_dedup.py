@@ -68,3 +68,9 @@ def test_config_is_json_for_the_manifest():
 def test_unknown_field_is_a_user_error():
     with pytest.raises(DatagenError, match="instrution"):
         ExactDedup(fields=["instrution"])
+
+
+def test_fields_may_be_one_name_but_not_another_type():
+    assert ExactDedup(fields="instruction").fields == ("instruction",)
+    with pytest.raises(DatagenError, match="expected a list of field names, got 5"):
+        ExactDedup(fields=5)

@@ -81,3 +81,17 @@ def test_min_prob_applies_to_allowed_languages_together():
     record = Record(EN_Q, output=EN_A)
     assert LanguageFilter(allowed=["en"], min_prob=0.99)(record).keep
     assert not LanguageFilter(allowed=["fr"], min_prob=0.01)(record).keep
+
+
+def test_unknown_language_code_is_an_error_naming_the_field_not_an_empty_dataset():
+    import pytest
+
+    from datagen.errors import DatagenError
+    from datagen.methods.curate import build_chain
+
+    with pytest.raises(DatagenError, match=r"chain\.yaml: filters\[2\]: filter 'language': allowed: unknown language code 'xx-nope'"):
+        build_chain(["refusal", {"language": {"allowed": ["xx-nope"]}}], where="chain.yaml")
+    with pytest.raises(DatagenError, match="fields: unknown field 'outptu'"):
+        LanguageFilter(fields=["outptu"])
+    # base languages and langdetect's regional codes are both known
+    assert LanguageFilter(allowed=["zh", "zh-TW", "en"]).allowed == ("zh", "zh-tw", "en")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from datagen.errors import DatagenError
+from datagen.filters.params import strings
 from datagen.filters.verdict import KEEP, Verdict, drop
 
 _WORD = re.compile(r"[^\W_]+")
@@ -88,9 +89,9 @@ class Decontaminator:
     reasons = ("contamination",)
 
     def __init__(self, n: int = 13, *, min_item_words: int = 8) -> None:
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        if not isinstance(min_item_words, int) or min_item_words < 1:
+        if isinstance(min_item_words, bool) or not isinstance(min_item_words, int) or min_item_words < 1:
             raise ValueError(f"min_item_words must be a positive integer, got {min_item_words!r}")
         self.n = n
         self.min_item_words = min(min_item_words, n)
@@ -118,6 +119,15 @@ class Decontaminator:
         `id_field` value when it has one, else the line number."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
+        paths = list(paths) if isinstance(paths, (list, tuple)) else paths
+        if not isinstance(paths, list) or not all(isinstance(p, (str, Path)) for p in paths):
+            raise DatagenError(f"paths must be an eval file or a list of them, got {paths!r}")
+        if not paths:
+            raise DatagenError("paths: give at least one eval file (JSONL or text)")
+        if fields is not None:
+            fields = strings("fields", fields, allow_empty=False)
+        if id_field is not None and not isinstance(id_field, str):
+            raise DatagenError(f"id_field must be a string, got {id_field!r}")
         index = cls(n, min_item_words=min_item_words)
         for path in paths:
             index.load(path, fields=fields, id_field=id_field)
@@ -241,14 +251,24 @@ class Decontaminator:
         return self._refs[i] if i < hi and self._hashes[i] == h else None
 
     def check(self, record: Any) -> Verdict:
-        """Drop on the first shared n-gram: {eval_file, eval_item, eval_line, ngram, field}."""
+        """Drop on the first shared n-gram: {eval_file, eval_item, eval_line, ngram, field}.
+
+        The fields are checked as one word sequence, so an eval item split over fields (question in
+        the instruction, its passage in the input: the Self-Instruct layout) or over conversation turns
+        is caught too; `field` then names every part the n-gram spans ("instruction+input").
+        """
         self._ensure_sorted()
         if not self._hashes:
             return KEEP
-        lengths = (self.n, *sorted(self._short_lengths, reverse=True))
-        for label, text in _record_texts(record):
-            words = normalised_words(text)
-            for k in lengths:
+        texts = _record_texts(record)
+        sequences = [texts]
+        users = [(f"conversation[{i}]", t.get("content") or "")
+                 for i, t in enumerate(getattr(record, "conversation", None) or []) if t.get("role") == "user"]
+        if len(users) > 1:   # a question asked over several user turns, with answers in between
+            sequences.append(users)
+        for seq in sequences:
+            parts, words = _words_of(seq)
+            for k in (self.n, *sorted(self._short_lengths, reverse=True)):
                 for start, h in ngram_hashes(words, k):
                     ref = self._find(h)
                     if ref is not None:
@@ -259,7 +279,7 @@ class Decontaminator:
                             eval_item=eval_item,
                             eval_line=line,
                             ngram=" ".join(words[start:start + k]),
-                            field=label,
+                            field=_span_label(parts, start, start + k),
                         )
         return KEEP
 
@@ -268,7 +288,7 @@ class Decontaminator:
 
 
 def _record_texts(record: Any) -> list[tuple[str, str]]:
-    """Every text a student would train on: the prompt side as much as the answer."""
+    """Every text a student would train on, in reading order: the prompt side as much as the answer."""
     texts = [("system", getattr(record, "system", "") or "")]
     conversation = getattr(record, "conversation", None) or []
     if conversation:
@@ -276,3 +296,22 @@ def _record_texts(record: Any) -> list[tuple[str, str]]:
     else:
         texts += [(f, getattr(record, f, "") or "") for f in ("instruction", "input", "output")]
     return [(label, text) for label, text in texts if text]
+
+
+def _words_of(texts: list[tuple[str, str]]) -> tuple[list[tuple[str, int, int]], list[str]]:
+    """The texts' words as one sequence, and (label, start, end) of each text within it."""
+    parts: list[tuple[str, int, int]] = []
+    words: list[str] = []
+    for label, text in texts:
+        w = normalised_words(text)
+        if w:
+            parts.append((label, len(words), len(words) + len(w)))
+            words.extend(w)
+    return parts, words
+
+
+def _span_label(parts: list[tuple[str, int, int]], start: int, end: int) -> str:
+    labels = [label for label, a, b in parts if a < end and start < b]
+    if len(labels) > 3 and all(label.startswith("conversation[") for label in labels):
+        return f"{labels[0]}..{labels[-1]}"
+    return "+".join(labels)

@@ -42,8 +42,12 @@ def _is_edge_noise(ch: str) -> bool:
 
 def check_fields(fields: Sequence[str]) -> tuple[str, ...]:
     """Reject an unknown field name up front, so a typo in a config is not a silent no-op filter."""
-    fields = tuple(fields)
     allowed = _TEXT_FIELDS + ("conversation",)
+    if isinstance(fields, str):
+        fields = [fields]
+    if not isinstance(fields, (list, tuple)):
+        raise DatagenError(f"dedup fields: expected a list of field names, got {fields!r}")
+    fields = tuple(fields)
     unknown = [f for f in fields if f not in allowed]
     if unknown or not fields:
         raise DatagenError(

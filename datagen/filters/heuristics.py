@@ -11,6 +11,7 @@ assistant turn, instruction checks at every user turn, and the detail names the 
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from datagen.filters.language import (
     looks_like_code,
     prose_text,
 )
+from datagen.filters.params import check_dataclass_params
 from datagen.filters.verdict import KEEP, Verdict, drop
 from datagen.teacher.tokens import count_tokens
 
@@ -103,8 +105,10 @@ def build_filter(name: str, **params: Any):
         accepted = [p for p in inspect.signature(factory).parameters if p not in ("self", "cls")]
         raise DatagenError(f"filter {name!r}: {e}; accepted parameters: {', '.join(accepted)}") from None
     try:
+        if dataclasses.is_dataclass(cls):
+            params = check_dataclass_params(cls, params)
         return factory(**params)
-    except ValueError as e:
+    except (ValueError, DatagenError) as e:
         raise DatagenError(f"filter {name!r}: {e}") from None
 
 

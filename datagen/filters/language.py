@@ -13,18 +13,24 @@ is in the wrong language, and the detail still says "unknown" so the decision is
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 from langdetect import DetectorFactory, detect_langs
+from langdetect.detector_factory import PROFILES_DIRECTORY
 from langdetect.lang_detect_exception import LangDetectException
 
+from datagen.errors import DatagenError
+from datagen.filters.params import number, strings
 from datagen.filters.verdict import Verdict, drop
 
 DetectorFactory.seed = 0
 
 UNKNOWN = "unknown"
+TEXT_FIELDS = ("instruction", "input", "output", "system")
 DEFAULT_MIN_LETTERS = 30
 
 _FENCED_CODE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[ \t]*$|\Z)", re.M | re.S)
@@ -58,6 +64,13 @@ class LanguageGuess:
 
     def as_detail(self) -> dict[str, Any]:
         return {"lang": self.lang, "prob": round(self.prob, 4)}
+
+
+@lru_cache(maxsize=1)
+def known_languages() -> frozenset[str]:
+    """Codes langdetect can answer, plus their base languages ("zh" for "zh-cn" and "zh-tw")."""
+    codes = set(os.listdir(PROFILES_DIRECTORY))
+    return frozenset(codes | {base_language(c) for c in codes})
 
 
 def base_language(code: str) -> str:
@@ -131,14 +144,18 @@ class LanguageFilter:
         min_prob: float = 0.5,
         min_letters: int = DEFAULT_MIN_LETTERS,
     ) -> None:
-        if isinstance(allowed, str):
-            allowed = [allowed]
-        if isinstance(fields, str):
-            fields = [fields]
-        self.allowed = tuple(a.lower() for a in allowed)
-        self.fields = tuple(fields)
-        self.min_prob = min_prob
-        self.min_letters = min_letters
+        # A code langdetect never answers ("xx-nope", "english") would drop every record it can judge.
+        self.allowed = tuple(a.lower() for a in strings("allowed", allowed, allow_empty=False))
+        unknown = [a for a in self.allowed if a not in known_languages()]
+        if unknown:
+            raise DatagenError(f"allowed: unknown language code {unknown[0]!r}; "
+                               f"langdetect knows {', '.join(sorted(known_languages()))}")
+        self.fields = strings("fields", fields, allow_empty=False)
+        bad = [f for f in self.fields if f not in TEXT_FIELDS]
+        if bad:
+            raise DatagenError(f"fields: unknown field {bad[0]!r}; choose from {', '.join(TEXT_FIELDS)}")
+        self.min_prob = number("min_prob", min_prob, low=0, high=1)
+        self.min_letters = number("min_letters", min_letters, integer=True, low=0)
 
     def __call__(self, record: Any) -> Verdict:
         guesses = detect_fields(record, self.fields, min_letters=self.min_letters)

@@ -180,6 +180,17 @@ class _SignatureStore:
         return self.blocks[i // _BLOCK_ROWS][i % _BLOCK_ROWS]
 
 
+MAX_NUM_PERM = 1024
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 class MinHashDedup:
     """First seen is kept; a later record whose estimated Jaccard with a kept one reaches the threshold is
     dropped, pointing at that kept record. Dropped records are not indexed: the kept one stands for them.
@@ -197,14 +208,25 @@ class MinHashDedup:
         seed: int = SEED,
         lsh_weights: tuple[float, float] = (0.1, 0.9),
     ) -> None:
-        if not 0.0 < threshold <= 1.0:
-            raise DatagenError(f"minhash threshold: {threshold!r} must be in (0, 1]")
-        if num_perm < 2:
-            raise DatagenError(f"minhash num_perm: {num_perm!r} must be at least 2")
-        if shingle not in DEFAULT_SHINGLE_SIZE:
+        if not _is_number(threshold) or not 0.0 < threshold <= 1.0:
+            raise DatagenError(f"minhash threshold: {threshold!r} must be a number in (0, 1]")
+        if not _is_int(num_perm) or not 2 <= num_perm <= MAX_NUM_PERM:
+            # each kept record holds 4 * num_perm bytes, and LSH tuning grows with num_perm squared
+            raise DatagenError(f"minhash num_perm: {num_perm!r} must be an integer from 2 to {MAX_NUM_PERM}")
+        if not isinstance(shingle, str) or shingle not in DEFAULT_SHINGLE_SIZE:
             raise DatagenError(f"minhash shingle: {shingle!r} must be one of {', '.join(DEFAULT_SHINGLE_SIZE)}")
-        if shingle_size is not None and shingle_size < 1:
-            raise DatagenError(f"minhash shingle_size: {shingle_size!r} must be at least 1")
+        if shingle_size is not None and (not _is_int(shingle_size) or shingle_size < 1):
+            raise DatagenError(f"minhash shingle_size: {shingle_size!r} must be an integer of at least 1")
+        if not _is_int(seed):
+            raise DatagenError(f"minhash seed: {seed!r} must be an integer")
+        if (not isinstance(lsh_weights, (list, tuple)) or len(lsh_weights) != 2
+                or not all(_is_number(w) and w >= 0 for w in lsh_weights)):
+            raise DatagenError(f"minhash lsh_weights: {lsh_weights!r} must be two non-negative numbers "
+                               "(false-positive weight, false-negative weight)")
+        if isinstance(fields, str):
+            fields = [fields]
+        if not isinstance(fields, (list, tuple)) or not all(isinstance(f, str) for f in fields):
+            raise DatagenError(f"minhash fields: {fields!r} must be a list of field names")
         self.threshold = threshold
         self.fields = check_fields(fields)
         self.hasher = MinHasher(num_perm, seed, shingle, shingle_size)

@@ -52,6 +52,7 @@ from rapidfuzz.distance import LCSseq
 from rapidfuzz.process import cdist
 
 from datagen.errors import DatagenError
+from datagen.filters.params import number
 from datagen.filters.verdict import Verdict, drop
 
 __all__ = ["RougeNovelty", "tokenize", "rouge_l_f"]
@@ -149,10 +150,10 @@ class RougeNovelty:
     """
 
     def __init__(self, threshold: float = 0.7, tokenizer: str = "rouge_score", top_k: int = 10) -> None:
-        if tokenizer not in TOKENIZERS:
-            tokenize("", tokenizer)  # raises the user-facing error
-        self.threshold = float(threshold)
-        self.top_k = int(top_k)
+        if not isinstance(tokenizer, str) or tokenizer not in TOKENIZERS:
+            tokenize("", str(tokenizer))  # raises the user-facing error
+        self.threshold = float(number("rouge threshold", threshold, low=0, high=1))
+        self.top_k = number("rouge top_k", top_k, integer=True, low=1)
         self.tokenizer_name = tokenizer
         self._texts: list[str] = []
         self._seqs: list = []  # token ids, one character per token (rapidfuzz compares code points)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 
 from datagen import progress
@@ -66,4 +66,5 @@ def curate_flow(run: dict[str, Any]) -> dict[str, Any]:
         )
         manifest["rejected"] = {k: v for k, v in rejected_by_stage.items() if v}
         path = publish(writer, manifest, store.name)
-    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text())}
+    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
+            "flow_run_id": str(runtime.flow_run.id)}

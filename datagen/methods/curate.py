@@ -17,6 +17,7 @@ from datagen.errors import DatagenError
 from datagen.filters.exact_dedup import ExactDedup, record_text
 from datagen.filters.heuristics import FILTERS, build_filter
 from datagen.filters.minhash import MinHashDedup, representatives
+from datagen.filters.params import strings
 from datagen.filters.rouge_novelty import RougeNovelty
 from datagen.filters.verdict import KEEP, Verdict
 from datagen.records import Record
@@ -52,6 +53,8 @@ def _minhash(params: dict[str, Any]) -> Step:
     score_key = params.pop("score_key", "judge")
     if keep not in ("first", "best"):
         raise DatagenError(f"filter 'minhash': keep must be 'first' or 'best', got {keep!r}")
+    if not isinstance(score_key, str):
+        raise DatagenError(f"filter 'minhash': score_key must be a string, got {score_key!r}")
     dedup = _construct("minhash", MinHashDedup, params)
     config = {**dedup.config(), "keep": keep, **({"score_key": score_key} if keep == "best" else {})}
     if keep == "best":
@@ -92,11 +95,14 @@ def _rouge(params: dict[str, Any]) -> Step:
 
 
 def _pure(name: str, params: dict[str, Any], base_dir: Path | None) -> Step:
-    if name == "decontaminate" and base_dir is not None:
-        files = params.get("paths") or params.get("files") or []
+    if name == "decontaminate":
+        files = params.get("paths", params.get("files"))
+        if files is None:
+            raise DatagenError("filter 'decontaminate': paths: give at least one eval file (JSONL or text)")
+        files = strings("filter 'decontaminate': paths", files, allow_empty=False)
         params = {k: v for k, v in params.items() if k != "files"}
-        params["paths"] = [str((base_dir / f)) if not Path(f).is_absolute() else f for f in
-                           ([files] if isinstance(files, str) else files)]
+        params["paths"] = [str(base_dir / f) if base_dir is not None and not Path(f).is_absolute() else f
+                           for f in files]
     f = build_filter(name, **params)
     cfg = {k: v for k, v in params.items()}
     return Step(name, cfg, lambda chunk: [f(r) for r in chunk])
@@ -126,12 +132,12 @@ def build_chain(spec: Iterable[Any], base_dir: Path | None = None, where: str = 
             raise DatagenError(f"{where}: filters[{i}]: expected a name or {{name: {{params}}}}, got {item!r}")
         if not isinstance(params, dict):
             raise DatagenError(f"{where}: filters[{i}] '{name}': parameters must be a mapping")
-        if name in STATEFUL:
-            steps.append(STATEFUL[name](params))
-        elif name in FILTERS:
-            steps.append(_pure(name, params, base_dir))
-        else:
+        if not isinstance(name, str) or name not in STATEFUL and name not in FILTERS:
             raise DatagenError(f"{where}: filters[{i}]: unknown step '{name}'; known: {', '.join(step_names())}")
+        try:
+            steps.append(STATEFUL[name](params) if name in STATEFUL else _pure(name, params, base_dir))
+        except DatagenError as e:
+            raise DatagenError(f"{where}: filters[{i}]: {e}") from None
     if not steps:
         raise DatagenError(f"{where}: the filter chain is empty")
     return steps
@@ -140,7 +146,7 @@ def build_chain(spec: Iterable[Any], base_dir: Path | None = None, where: str = 
 def run_chain(records: Iterable[Record], steps: list[Step], keep: Callable[[Record], None],
               reject: Callable[[dict[str, Any]], None]) -> Counter:
     """Feed every record through the steps; kept ones go to `keep`, the others to `reject` with why."""
-    totals: Counter = Counter()
+    totals: Counter = Counter({"in": 0, "kept": 0})  # an empty stream still reports its counts
     it = iter(records)
     size = None if any(s.needs_all for s in steps) else CHUNK   # None: one chunk holding everything
     while chunk := list(islice(it, size)):
