@@ -453,10 +453,20 @@ def why(
 
 @teacher_app.command("serve")
 def teacher_serve(
-    port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port on 127.0.0.1 (default: a free one)."),
 ) -> None:
     """Run the embedded llama.cpp teacher (SmolLM2-135M-Instruct) in the foreground; Ctrl-C stops it."""
+    import socket
+
     from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
+
+    if port is not None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as e:
+                raise DatagenError(f"--port: cannot listen on 127.0.0.1:{port} ({e.strerror or e}); "
+                                   "choose another port or leave --port out") from None
 
     server = EmbeddedTeacher(port=port)
     try:

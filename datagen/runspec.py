@@ -99,6 +99,35 @@ def resolve_self_instruct_params(flags: dict[str, Any], section: Any, where: str
     return {f.name: getattr(resolved, f.name) for f in dc_fields(SelfInstructParams)}
 
 
+def _check_budget_section(section: Any, where: str) -> None:
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise DatagenError(f"{where}: budget: expected a mapping (max_cost_usd, max_total_tokens)")
+    for key, value in section.items():
+        if key not in ("max_cost_usd", "max_total_tokens"):
+            raise DatagenError(f"{where}: unknown budget setting '{key}' (known: max_cost_usd, max_total_tokens)")
+        whole = key == "max_total_tokens"
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < 0:
+            raise DatagenError(f"{where}: budget.{key}: expected a non-negative {'whole number' if whole else 'number'}, "
+                               f"got {value!r}")
+
+
+def _check_assumptions(section: Any, where: str) -> None:
+    from datagen.methods.estimate import Assumptions
+
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise DatagenError(f"{where}: assumptions: expected a mapping of settings")
+    try:
+        Assumptions(**section)
+    except TypeError as e:
+        raise DatagenError(f"{where}: assumptions: {e}") from None
+    except ValueError as e:
+        raise DatagenError(f"{where}: {e}") from None
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
@@ -130,6 +159,8 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
     merged = resolve_self_instruct_params(params, cfg.get("self_instruct"), where=str(config_path or "config"))
     Templates.load(merged.get("prompts_dir"))
     Prices(cfg.get("prices") or {})
+    _check_budget_section(cfg.get("budget"), str(config_path or "config"))
+    _check_assumptions(cfg.get("assumptions"), str(config_path or "config"))
     run = {
         "seeds": str(Path(seeds).resolve()),
         "name": name,

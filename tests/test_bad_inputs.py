@@ -79,6 +79,9 @@ CASES = {
                             "no published version", 2),
     "max_tokens_zero": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-tokens", "0"], "--max-tokens", 2),
     "name_with_rich_markup": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--name", "[/x]"], "'[/x]' is not a valid dataset name", 2),
+    "budget_wrong_type": (_config_case("budget: {max_cost_usd: lots}\n"), "budget.max_cost_usd: expected a non-negative number", 2),
+    "budget_unknown_key": (_config_case("budget: {max_dollars: 3}\n"), "unknown budget setting 'max_dollars'", 2),
+    "assumption_out_of_range": (_config_case("assumptions: {valid_instance_rate: 3}\n"), "assumptions.valid_instance_rate", 2),
     "negative_cost": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-cost", "-1"], "--max-cost", 2),
 }
 
@@ -137,3 +140,24 @@ def test_user_template_cannot_reach_python_internals():
 def test_bad_inputs_cover_at_least_twenty_cases():
     assert len(CASES) + 2 >= 20
     json.dumps(sorted(CASES))
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--port", "70000"], "--port"),
+    (["--port", "0"], "--port"),
+    (["--port", "abc"], "--port"),
+    (["--bogus"], "No such option"),
+])
+def test_teacher_serve_bad_flags(args, expected, tmp_path):
+    proc = run_cli(["teacher", "serve", *args])
+    _assert_one_error_line(proc, expected, 2, tmp_path / "out")
+
+
+def test_teacher_serve_on_a_busy_port(tmp_path):
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli(["teacher", "serve", "--port", str(port)], timeout=60)
+    _assert_one_error_line(proc, f"cannot listen on 127.0.0.1:{port}", 2, tmp_path / "out")

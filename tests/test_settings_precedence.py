@@ -86,3 +86,44 @@ def test_yaml_setting_is_not_overridden_by_a_flag_default(tmp_path):
     assert s["teacher"]["max_concurrency"] == 3
     s = _settings(tmp_path, ["--max-concurrency", "5"], {"teacher": {"max_concurrency": 3}}, {})
     assert s["teacher"]["max_concurrency"] == 5
+
+
+def _manifest(folder, **fields):
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps(fields))
+
+
+def test_assume_from_a_filter_version_takes_the_yields_of_the_run_that_made_the_data(tmp_path):
+    out = tmp_path / "out"
+    kinds = {"bootstrap": {"requests": 10, "completion_tokens": 3000, "prompt_tokens": 9000, "estimated_prompt_tokens": 9000},
+             "instances": {"requests": 40, "completion_tokens": 8000, "prompt_tokens": 8000, "estimated_prompt_tokens": 8000},
+             "classify": {"requests": 40, "completion_tokens": 40, "prompt_tokens": 4000, "estimated_prompt_tokens": 4000}}
+    _manifest(out / "x" / "v0001", recipe="self-instruct", dataset="x", version="v0001", usage=[{"by_kind": kinds}],
+              counts={"bootstrap.prompts": 10, "bootstrap.accepted": 60, "instructions": 30,
+                      "classify.yes": 10, "classify.no": 30}, rejected={})
+    _manifest(out / "x" / "v0002", recipe="dedup", dataset="x", version="v0002", parent="x@v0001", counts={}, rejected={})
+    (out / "x" / "LATEST").write_text("v0002\n")
+
+    def estimate(*args):
+        cmd = ["run", "self-instruct", "--seeds", str(REPO / "seeds" / "175.jsonl"), "--out", str(out), "--dry-run",
+               "-n", "100", *args]
+        result = CliRunner().invoke(app, cmd, env={"OPENAI_BASE_URL": None}, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout.strip().splitlines()[-1]), result.output
+
+    via_child, text = estimate("--assume-from", "x")
+    direct, _ = estimate("--assume-from", "x@v0001")
+    defaults, _ = estimate()
+    assert via_child["requests"] == direct["requests"] and via_child["output_tokens"] == direct["output_tokens"]
+    assert via_child["output_tokens"] != defaults["output_tokens"]
+    assert "x@v0002 <- x@v0001" in text
+
+
+def test_assume_from_a_version_with_no_generating_parent_is_an_error(tmp_path):
+    out = tmp_path / "out"
+    _manifest(out / "y" / "v0001", recipe="dedup", dataset="y", version="v0001", counts={}, rejected={})
+    (out / "y" / "LATEST").write_text("v0001\n")
+    result = CliRunner().invoke(app, ["run", "self-instruct", "--seeds", str(REPO / "seeds" / "175.jsonl"), "--out",
+                                      str(out), "--dry-run", "--assume-from", "y"], env={"OPENAI_BASE_URL": None})
+    assert result.exit_code != 0
+    assert "was made by 'dedup' and names no parent" in str(result.exception)

@@ -29,6 +29,24 @@ class Assumptions:
     prompt_token_ratio: float = 1.0       # teacher's prompt tokens / tiktoken's count
     source: str = "defaults"
 
+    def __post_init__(self) -> None:
+        for name, low, high in (("accepted_per_prompt", 0.0, 1000.0), ("valid_instance_rate", 0.0, 1.0),
+                                ("classification_rate", 0.0, 1.0), ("prompt_token_ratio", 0.01, 100.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"assumptions.{name}: expected a number, got {v!r}")
+            if not low <= v <= high or (name != "classification_rate" and v == 0):
+                raise ValueError(f"assumptions.{name}: must be {'above' if low == 0 else 'at least'} {low:g} and at most "
+                                 f"{high:g}, got {v}")
+        if self.output_tokens is not None:
+            if not isinstance(self.output_tokens, dict):
+                raise ValueError(f"assumptions.output_tokens: expected a mapping of kind -> tokens, got {self.output_tokens!r}")
+            for kind, v in self.output_tokens.items():
+                if kind not in ("bootstrap", "classify", "instances"):
+                    raise ValueError(f"assumptions.output_tokens: unknown kind '{kind}' (bootstrap, classify, instances)")
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                    raise ValueError(f"assumptions.output_tokens.{kind}: expected a non-negative number, got {v!r}")
+
     def out_tokens(self, kind: str, cap: int) -> float:
         defaults = {"bootstrap": 150.0, "classify": 1.0, "instances": 120.0}
         return min(cap, (self.output_tokens or {}).get(kind, defaults[kind]))
