@@ -21,7 +21,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF $(LLAMA_ISA_$(ARCH)) -DLLAVA_BUILD=OFF -DL
 LLAMA_KEY := $(shell printf '%s' '$(LLAMA_CPP_VERSION) $(ARCH) $(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 WHEELHOUSE := .wheels/llama-cpp-$(LLAMA_KEY)
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean distclean
 
 $(WHEELHOUSE)/.built:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "datagen needs Python >= 3.11 (set PYTHON=python3.11)")'
@@ -53,6 +53,10 @@ bench: install
 	$(BIN)/python bench/minhash.py --quick
 	$(BIN)/python bench/teacher_throughput.py --quick
 	$(BIN)/python bench/stream_memory.py --quick
+	$(BIN)/python bench/embedded_tokens.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+distclean: clean   # also the built llama.cpp wheel (the next install rebuilds it, ~4 min)
+	rm -rf .wheels
