@@ -197,6 +197,8 @@ def run_self_instruct(
     rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most (also learned from x-ratelimit-* headers)."),
     tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most (also learned from x-ratelimit-* headers)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, self_instruct:, prices:, budget:, assumptions:); flags and environment override it."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask the teacher again for every request and overwrite the cached answers."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
     batch_api: bool = typer.Option(False, "--batch-api", help="Send requests through the provider's Batch API (/v1/files + /v1/batches): cheaper, slower; resumes by batch id after a restart."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate requests, tokens and cost from the real prompts; call nothing, publish nothing."),
     assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
@@ -206,10 +208,14 @@ def run_self_instruct(
     from datagen.teacher.budget import Prices
     from datagen.teacher.preflight import check_endpoint
 
+    if refresh and no_cache:
+        raise DatagenError("--refresh / --no-cache: pick one (--refresh asks again and overwrites; --no-cache "
+                           "neither reads nor writes)")
     cfg = load_config(config)
     teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
                      "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
-                     "batch_api": True if batch_api else None}
+                     "batch_api": True if batch_api else None,
+                     "cache_mode": "refresh" if refresh else ("off" if no_cache else None)}
     run, teacher_cfg, params = self_instruct_run(
         seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
         max_cost=max_cost, max_total_tokens=max_total_tokens,

@@ -100,8 +100,19 @@ class StubConfig:
 
     # Reject /v1/* requests whose Authorization is not "Bearer <key>" with 401.
     require_api_key: str | None = None
-    # Served by /v1/models; if set, requests for any other model get 404.
+    # Served by /v1/models; if set, requests for any other model get 404 (unless any_model).
     models: list[str] | None = None
+    # Like llama.cpp: answer whatever model name is asked for, whatever /v1/models lists.
+    any_model: bool = False
+    # Extra fields of every /v1/models entry, e.g. {"meta": {"n_params": 1}} (llama.cpp) or
+    # {"root": "/ckpt/a"} (vLLM); and `created` stamped with the current time, as vLLM and llama.cpp do.
+    model_fields: dict | None = None
+    models_created_now: bool = False
+    # Status of GET /v1/models[/{id}]: 404 plays a server without the endpoint.
+    models_status: int = 200
+    # If set, every request (but the admin paths) is answered 200 text/html with this body: a web UI, login portal or
+    # proxy landing page where the API was expected.
+    html_page: str | None = None
 
     # OpenAI-style x-ratelimit-* headers over a fixed 60 s window; with
     # ratelimit_enforce, exhausting either budget yields 429 until the window rolls.
@@ -611,6 +622,8 @@ class StubApp:
 
     async def _route(self, req: _Request, entry: dict) -> tuple[str, _Response]:
         m, path = req.method, req.path
+        if self.config.html_page is not None:
+            return path, _Response(200, self.config.html_page.encode(), content_type="text/html; charset=utf-8")
         if path == "/health" and m == "GET":
             return path, _json_response(200, {"status": "ok"})
         if not path.startswith("/v1/"):
@@ -628,9 +641,13 @@ class StubApp:
         if path == "/v1/completions" and m == "POST":
             return path, await self._generate(req, "completion", entry)
         if path == "/v1/models" and m == "GET":
+            if self.config.models_status != 200:
+                return path, _error(self.config.models_status, f"Invalid URL ({m} {path})")
             return path, _json_response(200, {"object": "list", "data": [self._model_obj(x) for x in self._models()]})
         if path.startswith("/v1/models/") and m == "GET":
             name = path[len("/v1/models/"):]
+            if self.config.models_status != 200:
+                return "/v1/models/{id}", _error(self.config.models_status, f"Invalid URL ({m} {path})")
             if name not in self._models():
                 return "/v1/models/{id}", self._no_model(name)
             return "/v1/models/{id}", _json_response(200, self._model_obj(name))
@@ -643,9 +660,10 @@ class StubApp:
     def _models(self) -> list[str]:
         return self.config.models or ["stub-model"]
 
-    @staticmethod
-    def _model_obj(name: str) -> dict:
-        return {"id": name, "object": "model", "created": 1700000000, "owned_by": "openai-stub"}
+    def _model_obj(self, name: str) -> dict:
+        created = int(time.time()) if self.config.models_created_now else 1700000000
+        return {"id": name, "object": "model", "created": created, "owned_by": "openai-stub",
+                **(self.config.model_fields or {})}
 
     @staticmethod
     def _no_model(name: str) -> _Response:
@@ -697,7 +715,7 @@ class StubApp:
         model = body.get("model")
         if not model:
             return _error(400, "you must provide a model parameter", param="model")
-        if self.config.models and model not in self.config.models:
+        if self.config.models and model not in self.config.models and not self.config.any_model:
             return self._no_model(str(model))
         if kind == "chat":
             msgs = body.get("messages")

@@ -509,3 +509,32 @@ def test_cli_flags_cover_config():
     for flag in ("--latency", "--faults-per-request-key", "--require-api-key", "--retry-after", "--timeout-hang",
                  "--batch-delay", "--seed"):
         assert flag in out
+
+
+# --------------------------------------------------------------------------- server personalities
+
+
+def test_models_listing_can_play_llama_cpp_vllm_or_no_listing():
+    llama = StubConfig(models=["/models/a.gguf"], any_model=True, model_fields={"meta": {"n_params": 135}},
+                       models_created_now=True)
+    with StubServer(llama) as s, httpx.Client(base_url=s.base_url) as c:
+        [entry] = c.get("/models").json()["data"]
+        assert entry["id"] == "/models/a.gguf" and entry["meta"] == {"n_params": 135}
+        assert abs(entry["created"] - time.time()) < 60          # stamped now, like llama.cpp and vLLM
+        # any name is served, as llama.cpp serves its one file whatever `model` says
+        assert c.post("/completions", json={"model": "any", "prompt": "x"}).status_code == 200
+    with StubServer(StubConfig(models=["a"])) as s, httpx.Client(base_url=s.base_url) as c:
+        assert c.get("/models").json()["data"][0]["created"] == 1700000000
+        assert c.post("/completions", json={"model": "any", "prompt": "x"}).status_code == 404
+    with StubServer(StubConfig(models_status=404)) as s, httpx.Client(base_url=s.base_url) as c:
+        assert c.get("/models").status_code == 404 and c.get("/models/stub-model").status_code == 404
+        assert c.post("/completions", json={"model": "m", "prompt": "x"}).status_code == 200
+
+
+def test_html_page_answers_every_path_with_200_text_html():
+    page = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please log in</body></html>"
+    with StubServer(StubConfig(html_page=page)) as s, httpx.Client(base_url=s.base_url) as c:
+        for r in (c.get("/models"), c.post("/completions", json={"model": "m", "prompt": "x"}),
+                  httpx.get(s.url + "/anything")):
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and r.text == page
+        assert httpx.get(s.url + "/stats").json()["requests_total"] == 3      # admin paths stay JSON

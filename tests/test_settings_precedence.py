@@ -26,9 +26,15 @@ SELF_INSTRUCT = {
     "max_tokens": ((None, 100, 200, 300), "--max-tokens"),
     "prompts_dir": ((None, "p1", "p2", "p3"), "--prompts"),
 }
-TEACHER = {   # teacher settings that have an environment variable
-    "model": ((None, "from-yaml", "from-env", "from-flag"), "--model", "DATAGEN_MODEL"),
-    "api": (("completions", "chat", "completions", "chat"), "--api", "DATAGEN_API"),
+TEACHER = {   # setting: (default, yaml, env, flag value), the flag's arguments for that value, env variable
+    "model": ((None, "from-yaml", "from-env", "from-flag"), lambda v: ["--model", v], "DATAGEN_MODEL"),
+    "api": (("completions", "chat", "completions", "chat"), lambda v: ["--api", v], "DATAGEN_API"),
+    "max_concurrency": ((8, 3, 5, 7), lambda v: ["--max-concurrency", str(v)], "DATAGEN_MAX_CONCURRENCY"),
+    "rpm": ((None, 100.0, 200.0, 300.0), lambda v: ["--rpm", str(v)], "DATAGEN_RPM"),
+    "tpm": ((None, 1000.0, 2000.0, 3000.0), lambda v: ["--tpm", str(v)], "DATAGEN_TPM"),
+    "timeout_s": ((120.0, 30.0, 40.0, None), None, "DATAGEN_TIMEOUT_S"),
+    "max_retries": ((6, 2, 3, None), None, "DATAGEN_MAX_RETRIES"),
+    "cache_mode": (("use", "refresh", "off", "refresh"), lambda v: ["--refresh"], "DATAGEN_CACHE_MODE"),
 }
 
 
@@ -39,7 +45,8 @@ def _settings(tmp_path, args: list[str], yaml_cfg: dict | None, env: dict[str, s
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(yaml_cfg))
         cmd += ["--config", str(path)]
-    clean = {k: None for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "DATAGEN_MODEL", "DATAGEN_API", "DATAGEN_BASE_URL")}
+    clean = {k: None for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "DATAGEN_BASE_URL", "DATAGEN_API_KEY",
+                               *(TEACHER[n][2] for n in TEACHER), *(f"DATAGEN_{n.upper()}" for n in SELF_INSTRUCT))}
     result = CliRunner().invoke(app, cmd, env={**clean, **env}, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1])["settings"]
@@ -69,14 +76,15 @@ def test_self_instruct_setting_walks_all_four_levels(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(TEACHER))
 def test_teacher_setting_walks_all_four_levels(tmp_path, name):
-    (default, y, e, f), flag, env_name = TEACHER[name]
+    (default, y, e, f), flag_args, env_name = TEACHER[name]
     base = ["--base-url", "http://127.0.0.1:9/v1"] + (["--model", "m"] if name != "model" else [])
     got = lambda args, cfg, env: _settings(tmp_path, base + args, cfg, env)["teacher"][name]
     if name != "model":            # an endpoint needs a model: the default case is the embedded teacher
         assert got([], None, {}) == default
     assert got([], {"teacher": {name: y}}, {}) == y
-    assert got([], {"teacher": {name: y}}, {env_name: e}) == e
-    assert got([flag, f], {"teacher": {name: y}}, {env_name: e}) == f
+    assert got([], {"teacher": {name: y}}, {env_name: str(e)}) == e
+    if flag_args:
+        assert got(flag_args(f), {"teacher": {name: y}}, {env_name: str(e)}) == f
 
 
 def test_yaml_setting_is_not_overridden_by_a_flag_default(tmp_path):
@@ -127,3 +135,12 @@ def test_assume_from_a_version_with_no_generating_parent_is_an_error(tmp_path):
                                       str(out), "--dry-run", "--assume-from", "y"], env={"OPENAI_BASE_URL": None})
     assert result.exit_code != 0
     assert "was made by 'dedup' and names no parent" in str(result.exception)
+
+
+def test_no_cache_and_refresh_flags(tmp_path):
+    base = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
+    assert _settings(tmp_path, base + ["--no-cache"], None, {})["teacher"]["cache_mode"] == "off"
+    assert _settings(tmp_path, base + ["--refresh"], None, {})["teacher"]["cache_mode"] == "refresh"
+    cmd = ["run", "self-instruct", "--seeds", str(REPO / "seeds" / "175.jsonl"), "--dry-run", "--refresh", "--no-cache"]
+    result = CliRunner().invoke(app, cmd)
+    assert result.exit_code != 0 and "pick one" in str(result.exception)

@@ -129,3 +129,15 @@ def test_config_precedence_flags_env_yaml():
         resolve_teacher_config({}, {"api_key": "x"}, {})
     with pytest.raises(DatagenError, match="--api"):
         resolve_teacher_config({"api": "grpc"}, {}, {})
+
+
+def test_each_setting_remembers_where_it_came_from():
+    env = {"OPENAI_BASE_URL": "http://env:1/v1", "DATAGEN_TIMEOUT_S": "30", "DATAGEN_BATCH_API": "no"}
+    cfg = resolve_teacher_config({"max_concurrency": 4}, {"timeout_s": 99, "max_retries": 2}, env, where="run.yaml")
+    assert (cfg.timeout_s, cfg.max_retries, cfg.max_concurrency, cfg.batch_api) == (30.0, 2, 4, False)
+    assert cfg.where("base_url") == "OPENAI_BASE_URL in the environment"
+    assert cfg.where("timeout_s") == "DATAGEN_TIMEOUT_S in the environment"
+    assert cfg.where("max_retries") == "run.yaml: teacher.max_retries"
+    assert cfg.where("max_concurrency") == "--max-concurrency"
+    assert cfg.where("rpm") == "--rpm" and cfg.where("rate_window_s") == "teacher.rate_window_s"
+    assert "sources" not in cfg.public() and cfg.public()["cache_mode"] == "use"

@@ -51,6 +51,7 @@ import httpx
 from datagen.crashpoints import crash_point
 from datagen.teacher.retry import backoff_delay, retry_after_seconds
 from datagen.errors import DatagenError, TeacherUnavailable
+from datagen.teacher.cache import endpoint_address
 
 log = logging.getLogger("datagen.teacher.batch")
 
@@ -112,8 +113,7 @@ def normalize_endpoint(endpoint: str) -> str:
 def _endpoint_id(base_url: str) -> str:
     """host:port/path of the API, never its credentials: batches only resume against the server
     (and account path) they were created on."""
-    url = httpx.URL(base_url)
-    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}{url.path.rstrip('/')}"
+    return endpoint_address(base_url)
 
 
 class _State:
@@ -207,12 +207,17 @@ class BatchRunner:
     client does); otherwise the runner builds its own from `base_url` and `api_key` and closes it.
     `on_submitted(batch_id, custom_ids)` is called once a new batch is recorded in the state file; it
     exists for progress reporting and for tests that simulate a crash at that exact moment.
+    `reuse_results=False` (the Teacher's --refresh and --no-cache) ignores answers collected by earlier
+    runs, which are a cache like any other; batches still pending on the server are still adopted, so a
+    restart never pays for a batch twice.
     """
 
     def __init__(self, base_url: str, state_path: str | Path, *, api_key: str | None = None,
                  client: httpx.AsyncClient | None = None, config: BatchConfig | None = None,
-                 on_submitted: Callable[[str, list[str]], None] | None = None, rng: random.Random | None = None):
+                 on_submitted: Callable[[str, list[str]], None] | None = None, rng: random.Random | None = None,
+                 reuse_results: bool = True):
         self.config = config or BatchConfig()
+        self.reuse_results = reuse_results
         self.base_url = base_url.rstrip("/")
         self.state_path = Path(state_path)
         self._endpoint_id = _endpoint_id(self.base_url)
@@ -242,6 +247,7 @@ class BatchRunner:
         config = kw.pop("config", None) or BatchConfig(max_retries=cfg.max_retries, backoff_base_s=cfg.backoff_base_s,
                                                        backoff_max_s=cfg.backoff_max_s,
                                                        poll_interval_s=getattr(cfg, "batch_poll_s", 5.0))
+        kw.setdefault("reuse_results", getattr(cfg, "cache_mode", "use") == "use")
         return cls(cfg.base_url, state_path, api_key=cfg.api_key, config=config, **kw)
 
     async def __aenter__(self) -> "BatchRunner":
@@ -277,7 +283,7 @@ class BatchRunner:
             # BatchQueue) never submit the same request twice nor take each other's half-made batch
             # for an orphan; the waiting itself is shared and concurrent.
             async with self._decide:
-                stored = self._state.results(list(unique))
+                stored = self._state.results(list(unique)) if self.reuse_results else {}
                 results: dict[str, BatchResult] = {c: BatchResult(c, body=b) for c, b in stored.items()}
                 todo = {c: r for c, r in unique.items() if c not in results}
                 live = {t: task for t, task in self._live.items() if not task.cancelled()}

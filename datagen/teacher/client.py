@@ -18,8 +18,8 @@ import httpx
 
 from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError, TeacherUnavailable
-from datagen.teacher.cache import ResponseCache, request_key
-from datagen.teacher.config import TeacherConfig
+from datagen.teacher.cache import ResponseCache, cache_key, embedded_identity, remote_identity, request_key
+from datagen.teacher.config import TeacherConfig, safe_url
 from datagen.teacher.budget import Budget
 from datagen.teacher.embedded import MODEL_ALIAS, EmbeddedTeacher
 from datagen.teacher.ratelimit import AdaptiveConcurrency, RateLimiter
@@ -104,6 +104,9 @@ class Teacher:
         self._rng = rng or random.Random()
         self._client: httpx.AsyncClient | None = None
         self._dead: TeacherUnavailable | None = None   # the embedded server is gone for good
+        # Who answers, for the cache key: found out once per Teacher (one GET /models), then reused.
+        self._identity: dict[str, Any] | DatagenError | None = None
+        self._identity_lock = asyncio.Lock()
 
     @property
     def model(self) -> str:
@@ -248,8 +251,16 @@ class Teacher:
             self._seen[base_key] += 1
         key = request_key({"endpoint": path, "sample": sample, **body})
         est_in = count_message_tokens(body["messages"]) if "messages" in body else count_tokens(prompt)
-        if self.cache is not None:
-            hit = self.cache.get(key)
+        mode = self.config.cache_mode
+        cache = self.cache if mode != "off" else None
+        # The cache row, and the batch line's custom_id, belong to one endpoint: answers from another
+        # server (or another model behind the same name) are never replayed. `key` stays the request's
+        # own hash, the one records cite, equal for equal requests wherever they are sent.
+        row = key
+        if cache is not None or self._batch is not None:
+            row = cache_key(await self._cache_identity(), key)
+        if cache is not None and mode == "use":
+            hit = cache.get(row)
             if hit is not None:
                 self.usage.record_kind(kind, est_in, hit["prompt_tokens"], hit["completion_tokens"])
                 self.usage.cache_hits += 1
@@ -265,7 +276,7 @@ class Teacher:
                 raise BudgetExhausted(self.budget.reason or "budget")
         try:
             if self._batch is not None:
-                data = await self._via_batch(key, path, body, est_in + max_out)
+                data = await self._via_batch(row, path, body, est_in + max_out)
             else:
                 data = await self._post_with_retries(path, body, est_in + max_out)
         except BaseException:
@@ -293,10 +304,38 @@ class Teacher:
         self.usage.prompt_tokens += result["prompt_tokens"]
         self.usage.completion_tokens += result["completion_tokens"]
         self.usage.finish_reasons[result["finish_reason"]] += 1
-        if self.cache is not None:
-            self.cache.put(key, result)
+        if cache is not None:
+            cache.put(row, result)
             crash_point("teacher.after_cache_put")
         return Completion(cached=False, key=key, **result)
+
+    async def _cache_identity(self) -> dict[str, Any]:
+        """The endpoint's identity (cache.py): the GGUF file for the embedded teacher, else host, port,
+        path and what /models says about the model. Asked once; a failure is kept and re-raised, so a
+        dead server is not asked again by every waiting request."""
+        if isinstance(self._identity, dict):
+            return self._identity
+        async with self._identity_lock:
+            if self._identity is None:
+                try:
+                    self._identity = await self._find_identity()
+                except DatagenError as e:
+                    self._identity = e
+            if isinstance(self._identity, DatagenError):
+                raise self._identity
+            return self._identity
+
+    async def _find_identity(self) -> dict[str, Any]:
+        if self.config.embedded:
+            from datagen.teacher import embedded
+            gguf = getattr(self._embedded, "model_path", None) or embedded.smollm2_gguf()
+            identity = embedded_identity(gguf)
+        else:
+            from datagen.teacher.preflight import models_listing
+            listing = await asyncio.to_thread(models_listing, self.config)
+            identity = remote_identity(self.config.base_url, self.model, listing)
+        log.info("response cache: answers are kept for %s", json.dumps(identity, sort_keys=True))
+        return identity
 
     async def _via_batch(self, key: str, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
         """Through the provider's batch API; a line that failed inside the batch is sent once directly."""
@@ -321,6 +360,8 @@ class Teacher:
                 if last.wait_s is not None:
                     wait = max(wait, last.wait_s) if last.cause == "429" else last.wait_s
                 await asyncio.sleep(wait)
+            if self._embedded is not None:
+                client = await self._ensure_endpoint()   # the current one: a restart replaces it
             self.usage.attempts += 1
             # One concurrency slot and one rate-limit reservation per HTTP attempt: a retry is a request
             # to the server's limits too, and a 429 must be judged against the slot it was sent in.
@@ -357,9 +398,10 @@ class Teacher:
                 if restarted is not None:
                     client = restarted
                     last = _Retry("restarted", detail=last.detail)
-        host = httpx.URL(self._base_url).host
         raise TeacherUnavailable(
-            f"teacher at {host}: still failing after {cfg.max_retries} retries (last: {last.cause} {last.detail})".rstrip())
+            f"teacher at {safe_url(self._base_url, path)}: still failing after {cfg.max_retries} retries "
+            f"(last: {last.cause} {last.detail})".rstrip() + f"; is the server running at {safe_url(self._base_url)} "
+            f"({cfg.base_url_source})?")
 
     async def _post_once(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -374,22 +416,29 @@ class Teacher:
             try:
                 data = resp.json()
             except ValueError:
-                raise _Retry("invalid_json", detail="response body is not JSON") from None
+                from datagen.teacher.preflight import html_snippet, not_the_api
+                if (page := html_snippet(resp)) is not None:
+                    raise not_the_api(safe_url(self._base_url, path), self.config.base_url_source,
+                                      self.config.scrub(page)) from None
+                raise _Retry("invalid_json", detail="response body is not JSON: "
+                             + self.config.scrub(" ".join(resp.text[:200].split()))) from None
             if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
                 raise _Retry("invalid_json", detail="response has no choices")
             return data
         if resp.status_code in RETRY_STATUS:
             cause = "429" if resp.status_code == 429 else str(resp.status_code)
             raise _Retry(cause, wait_s=retry_after_seconds(resp.headers), detail=f"HTTP {resp.status_code}")
-        host = httpx.URL(self._base_url).host
-        message = _error_message(resp)
+        url = safe_url(self._base_url, path)
+        message = self.config.scrub(_error_message(resp))
         if resp.status_code in (401, 403):
-            raise DatagenError(f"teacher at {host}: HTTP {resp.status_code}, the API key was refused "
+            raise DatagenError(f"teacher at {url}: HTTP {resp.status_code}, the API key was refused "
                                f"(check OPENAI_API_KEY): {message}")
         if resp.status_code == 404:
-            raise DatagenError(f"teacher at {host}: HTTP 404 for {path} with --model '{body.get('model')}': "
-                               f"unknown model or endpoint (does it speak the OpenAI API under /v1?): {message}")
-        raise DatagenError(f"teacher at {host}: HTTP {resp.status_code} for {path}: {message}")
+            raise DatagenError(f"teacher at {url}: HTTP 404 for model '{body.get('model')}' "
+                               f"({self.config.where('model')}): unknown model or endpoint (check "
+                               f"{self.config.base_url_source}: does the server speak the OpenAI API under /v1?): "
+                               f"{message}")
+        raise DatagenError(f"teacher at {url}: HTTP {resp.status_code}: {message}")
 
 
 def _empty_answer(data: dict[str, Any]) -> bool:
