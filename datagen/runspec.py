@@ -136,7 +136,7 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
                       teacher_flags: dict[str, Any], params: dict[str, Any], cache: Path | None = None,
                       max_cost: float | None = None, max_total_tokens: int | None = None):
     """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
-    from datagen.methods.self_instruct import SelfInstructParams, Templates
+    from datagen.methods.self_instruct import Templates
     from datagen.store.seeds import load_seeds
     from datagen.store.versions import check_name, check_writable_dir
     from datagen.teacher.budget import Prices

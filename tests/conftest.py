@@ -66,3 +66,18 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
             timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "datagen.cli", *args], cwd=cwd, env=env or os.environ.copy(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cached_answers(path: Path) -> int:
+    """Rows in a response cache file, read-only (0 while it does not exist yet)."""
+    import sqlite3
+    if not Path(path).exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0

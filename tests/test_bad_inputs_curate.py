@@ -92,7 +92,7 @@ CASES = {
     "minhash_shingle_size": (_step("minhash: {shingle_size: '3'}"), "minhash shingle_size: '3' must be an integer"),
     "minhash_keep": (_step("minhash: {keep: worst}"), "keep must be 'first' or 'best'"),
     "rouge_threshold_type": (_step("rouge: {threshold: abc}"), "rouge threshold must be a number, got 'abc'"),
-    "rouge_threshold_range": (_step("rouge: {threshold: 7}"), "rouge threshold must be <= 1"),
+    "rouge_threshold_above_one": (_step("rouge: {threshold: 7}"), "rouge threshold must be <= 1"),
     "rouge_tokenizer": (_step("rouge: {tokenizer: klingon}"), "unknown ROUGE tokenizer 'klingon'"),
     "rouge_field": (_step("rouge: {field: title}"), "field must be instruction, input or output"),
     "exact_fields": (_step("exact_dedup: {fields: [instrution]}"), "instrution"),

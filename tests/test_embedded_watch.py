@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from conftest import cached_answers
 from datagen.errors import TeacherUnavailable
 from datagen.teacher.cache import ResponseCache
 from datagen.teacher.client import Teacher
@@ -104,17 +105,6 @@ def test_startup_self_test_catches_a_server_that_dies_on_its_first_completion(tm
     assert server.proc is None
 
 
-def _cached(path) -> int:
-    import sqlite3
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        db.close()
-        return n
-    except sqlite3.Error:
-        return 0
-
-
 def _run_cli_and_signal_the_server(tmp_path, prefect_env, sig: int, n: int = 3):
     """A real `datagen run` on the embedded teacher; once a few answers are cached, `sig` hits the server."""
     import sys
@@ -129,7 +119,7 @@ def _run_cli_and_signal_the_server(tmp_path, prefect_env, sig: int, n: int = 3):
     logs = open(tmp_path / "stdout", "w+"), open(tmp_path / "stderr", "w+")   # files: a full pipe would stall it
     proc = subprocess.Popen(cmd, cwd=REPO, env=prefect_env, stdout=logs[0], stderr=logs[1], text=True)
     deadline = time.monotonic() + 300
-    while _cached(cache) < 3 and time.monotonic() < deadline and proc.poll() is None:
+    while cached_answers(cache) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     children = _llama_children(proc.pid)
     assert children, "the embedded teacher was not running"
@@ -157,5 +147,5 @@ def test_cli_run_stops_on_sigill_with_one_line_and_keeps_the_cache(tmp_path, pre
     log = errors[0].rsplit("log: ", 1)[1].strip()
     assert os.path.exists(log), "the error names a log that is not there"
     assert "Traceback" not in err
-    assert f"{_cached(cache):,} teacher answers are cached" in err and "run the same command again" in err
+    assert f"{cached_answers(cache):,} teacher answers are cached" in err and "run the same command again" in err
     assert not list((tmp_path / "out" / "w").glob("v0*"))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import cached_answers, run_cli
 from openai_stub import StubConfig, StubServer
 from si_responder import responder
 
@@ -59,19 +59,6 @@ def _yaml(tmp_path, text):
     return path
 
 
-def _cached_answers(path) -> int:
-    import sqlite3
-    if not path.exists():
-        return 0
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        db.close()
-        return n
-    except sqlite3.Error:
-        return 0
-
-
 def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, prefect_env):
     import signal
     import subprocess
@@ -86,13 +73,13 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, prefect_env):
                "--cache", str(tmp_path / "c.sqlite")]
         proc = subprocess.Popen(cmd, cwd=REPO, env=prefect_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while _cached_answers(tmp_path / "c.sqlite") < 10 and time.monotonic() < deadline and proc.poll() is None:
+        while cached_answers(tmp_path / "c.sqlite") < 10 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "run the same command again to resume" in err, err[-2000:]
-    n = _cached_answers(tmp_path / "c.sqlite")
+    n = cached_answers(tmp_path / "c.sqlite")
     assert f"{n:,} teacher answers are cached" in err
     assert "Traceback" not in err and "Crash detected" not in err, err[-3000:]
     assert not list((tmp_path / "out" / "r").glob("v0*"))
