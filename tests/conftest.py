@@ -62,6 +62,13 @@ def prefect_env(tmp_path_factory) -> dict[str, str]:
     log.close()
 
 
+def interruptible() -> None:
+    """preexec_fn for a child the test will Ctrl-C: a shell that starts a job in the background sets
+    SIGINT to 'ignore', which children inherit and Python then keeps (no KeyboardInterrupt at all)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path = REPO,
             timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "datagen.cli", *args], cwd=cwd, env=env or os.environ.copy(),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
-from conftest import REPO, run_cli
+from conftest import REPO, interruptible, run_cli
 from datagen.filters.instruction import InstructionRules
 from datagen.store.seeds import load_seeds
 
@@ -116,6 +116,7 @@ def _llama_children(pid: int) -> list[int]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_embedded_teacher_stops_when_the_run_is_interrupted(tmp_path, prefect_env, sig):
     proc = subprocess.Popen([sys.executable, "-m", "datagen.cli", *_args(tmp_path, n=50)], cwd=REPO,
+                            preexec_fn=interruptible,
                             env=prefect_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     children: list[int] = []
@@ -184,6 +185,7 @@ def test_teacher_serve_prints_url_serves_and_stops_on_ctrl_c():
     import httpx
 
     proc = subprocess.Popen([sys.executable, "-m", "datagen.cli", "teacher", "serve"], cwd=REPO,
+                            preexec_fn=interruptible,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()

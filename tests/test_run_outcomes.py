@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import cached_answers, run_cli
+from conftest import cached_answers, interruptible, run_cli
 from openai_stub import StubConfig, StubServer
 from si_responder import responder
 
@@ -71,7 +71,8 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, prefect_env):
         cmd = [sys.executable, "-m", "datagen.cli", "run", "self-instruct", "--seeds", "seeds/175.jsonl", "-n", "200",
                "--out", str(tmp_path / "out"), "--name", "r", "--base-url", srv.base_url, "--model", "stub",
                "--cache", str(tmp_path / "c.sqlite")]
-        proc = subprocess.Popen(cmd, cwd=REPO, env=prefect_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, preexec_fn=interruptible, env=prefect_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
         while cached_answers(tmp_path / "c.sqlite") < 10 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
