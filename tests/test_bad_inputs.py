@@ -82,6 +82,7 @@ CASES = {
     "budget_wrong_type": (_config_case("budget: {max_cost_usd: lots}\n"), "budget.max_cost_usd: expected a non-negative number", 2),
     "budget_unknown_key": (_config_case("budget: {max_dollars: 3}\n"), "unknown budget setting 'max_dollars'", 2),
     "assumption_out_of_range": (_config_case("assumptions: {valid_instance_rate: 3}\n"), "assumptions.valid_instance_rate", 2),
+    "name_not_ascii": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--name", "données"], "(ASCII letters A-Z a-z", 2),
     "negative_cost": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-cost", "-1"], "--max-cost", 2),
 }
 

@@ -97,3 +97,28 @@ def test_without_a_terminal_progress_is_logged_at_a_steady_pace(tmp_path, prefec
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("progress: ")]
     assert len(lines) >= 3, p.stderr[-2000:]
     assert "requests" in lines[-1] and "instructions" in lines[-1] and "retries" in lines[-1]
+
+
+def test_messages_read_right(tmp_path, prefect_env):
+    """Counts that never exceed the target, plurals that agree, one rejected.jsonl schema."""
+    import re
+    with StubServer(StubConfig(responder=responder)) as srv:
+        p = _run(tmp_path, prefect_env, srv, "-n", "5")
+    assert p.returncode == 0, p.stderr[-2000:]
+    for done, target in re.findall(r"\((\d+) of (\d+) done", p.stderr):
+        assert int(done) <= int(target), p.stderr[-2000:]
+    assert not re.search(r"\b1 new instructions\b|\b1 instructions\b", p.stderr)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "r" / "v0001" / "rejected.jsonl").read_text().splitlines()]
+    assert rows and all({"id", "stage", "reason", "detail", "text", "record"} <= set(r) for r in rows)
+    assert all(r["record"]["id"] == r["id"] for r in rows)
+
+
+def test_version_flag_and_help_that_keeps_urls_whole():
+    import os
+    from datagen import __version__
+    p = run_cli(["--version"])
+    assert p.returncode == 0 and p.stdout.strip() == f"datagen {__version__}"
+    p = run_cli(["run", "self-instruct", "--help"], env={**os.environ, "COLUMNS": "80"})
+    assert p.returncode == 0
+    assert "http://localhost:8000/v1" in p.stdout and "OUT/.cache/responses.sqlite" in p.stdout
+    assert "…" not in p.stdout
