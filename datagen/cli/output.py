@@ -1,0 +1,140 @@
+"""What every command prints: one `error:` line, a live progress line (or plain log lines without a
+terminal), the summary table, and after a failure or Ctrl-C what is saved and how to resume."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from datagen import progress
+from datagen.errors import DatagenError
+
+console = Console(stderr=True)
+
+
+def prefect_defaults() -> None:
+    """Offline-friendly Prefect settings, set before Prefect is imported; the user's own win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def progress_view(p: progress.Progress, started: float) -> Table:
+    t = p.totals()
+    table = Table.grid(padding=(0, 2))
+    table.add_row(
+        f"[bold]{p.stage}[/] round {p.round}",
+        f"instructions [bold green]{p.accepted}[/]/{p.target}" if p.target else f"kept [bold green]{p.accepted:,}[/]",
+        f"requests {t['requests']}",
+        f"cache hits {t['cache_hits']}",
+        f"retries {t['retries']}",
+        f"tokens {t['tokens']:,}",
+        f"{time.monotonic() - started:5.0f} s",
+    )
+    return table
+
+
+def run_with_progress(start, target: int = 0, cache: str | None = None) -> None:
+    """Run a flow under a live progress line (a plain log line every PLAIN_PROGRESS_S without a
+    terminal), then print the summary table and the version's path. A run that fails or is
+    interrupted says what is saved and how to resume."""
+    prog = progress.install(progress.Progress(target=target))
+    started = time.monotonic()
+    try:
+        if console.is_terminal:
+            with Live(get_renderable=lambda: progress_view(prog, started), console=console,
+                      refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
+                result = _run_and_settle(start)
+        else:
+            with progress.PlainReporter(prog, started, _plain_line, PLAIN_PROGRESS_S):
+                result = _run_and_settle(start)
+    except (DatagenError, KeyboardInterrupt) as e:
+        hint = _resume_hint(cache)
+        if hint:
+            global pending_hint
+            pending_hint = hint     # printed by main() after the error line
+        raise e
+    console.print(summary(result, time.monotonic() - started))
+    print(result["path"])
+
+
+PLAIN_PROGRESS_S = float(os.environ.get("DATAGEN_PROGRESS_INTERVAL_S", "15"))
+pending_hint: str | None = None
+
+
+def _run_and_settle(start) -> dict[str, Any]:
+    result = start()
+    if result.get("flow_run_id"):
+        from datagen.flows.console import wait_until_recorded
+        wait_until_recorded(result["flow_run_id"])
+    return result
+
+
+def _plain_line(p: progress.Progress, started: float) -> str:
+    t = p.totals()
+    done = f"instructions {p.accepted}/{p.target}" if p.target else f"kept {p.accepted:,}"
+    return (f"progress: {p.stage} round {p.round}, {done}, requests {t['requests']}, cache hits {t['cache_hits']}, "
+            f"retries {t['retries']}{_retry_detail(p)}, tokens {t['tokens']:,}, {time.monotonic() - started:.0f} s")
+
+
+def _retry_detail(p: progress.Progress) -> str:
+    causes: dict[str, int] = {}
+    for u in p.usages:
+        for cause, n in u.retries.items():
+            causes[cause] = causes.get(cause, 0) + n
+    return f" ({', '.join(f'{c} {n}' for c, n in sorted(causes.items()))})" if causes else ""
+
+
+def _resume_hint(cache: str | None) -> str | None:
+    """'N answers are cached': what a failed or interrupted run has kept, and that rerunning resumes."""
+    if not cache or not Path(cache).exists():
+        return None
+    import sqlite3
+    try:
+        db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5)
+        n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        db.close()
+    except sqlite3.Error:
+        return None
+    if not n:
+        return None
+    return (f"{n:,} teacher answer{'s are' if n != 1 else ' is'} cached in {cache}; run the same command "
+            "again to resume (cached answers cost no calls)")
+
+
+def summary(result: dict[str, Any], wall: float) -> Table:
+    m = result["manifest"]
+    c = m["counts"]
+    table = Table(title=f"datagen {m['recipe']}: {m['dataset']} {m['version']}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    if "in" in c:
+        table.add_row("kept", f"{c['records']:,} of {c['in']:,} records")
+    else:
+        table.add_row("kept", f"{c['instructions']} instructions, {c['records']} records")
+    for stage, reasons in m["rejected"].items():
+        table.add_row(f"rejected ({stage})", ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    if m.get("parent"):
+        table.add_row("parent", m["parent"])
+    for u in m["usage"]:
+        table.add_row(f"{u['role']} usage",
+                      f"{u['requests']} requests, {u['cache_hits']} cache hits, "
+                      f"{sum(u['retries'].values())} retries, {u['prompt_tokens']:,} in + "
+                      f"{u['completion_tokens']:,} out tokens"
+                      + (f", ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else ""))
+    if m.get("partial"):
+        why = m.get("partial_reason") or m["partial"]
+        table.add_row("[yellow]partial[/]", f"stopped early ({why}): this version holds what was finished")
+    table.add_row("wall time", f"{wall:.1f} s")
+    table.add_row("published", result["path"])
+    return table
+
+
+def print_pending_hint() -> None:
+    if pending_hint:
+        console.print(f"nothing was published; {pending_hint}", highlight=False, soft_wrap=True)

@@ -1,0 +1,143 @@
+"""`datagen run <recipe>`: resolve a run's settings, check them and the endpoint, run the flow."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from datagen.cli.app import Api, Tokenizer, run_app
+from datagen.cli.output import console, prefect_defaults, run_with_progress
+from datagen.errors import DatagenError
+
+
+@run_app.command("self-instruct")
+def run_self_instruct(
+    seeds: Path = typer.Option(..., "--seeds", help="Seed tasks: Self-Instruct JSONL, Alpaca JSON/JSONL, or .txt (one instruction per line)."),
+    num_instructions: Optional[int] = typer.Option(None, "--num-instructions", "-n", min=1, help="New instructions (each with valid instances) to generate (default 10)."),
+    name: str = typer.Option("self-instruct", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for prompt sampling (same seed + same answers = same dataset; default 42)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint (required with --base-url)."),
+    api: Optional[Api] = typer.Option(None, "--api", help="completions (default; legacy endpoint, as the paper) or chat (same prompts as chat messages)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens (the paper's values otherwise)."),
+    prompts_per_round: Optional[int] = typer.Option(None, "--prompts-per-round", min=1, help="Bootstrap prompts per round at most (default 8)."),
+    rouge_tokenizer: Optional[Tokenizer] = typer.Option(None, "--rouge-tokenizer", help="rouge_score (default; faithful, drops non-Latin text) or unicode (dedups every script)."),
+    prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own prompt templates (prompts/self_instruct/*.txt layout)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop issuing requests before the estimated cost (USD, from `prices:` in the config) would exceed this; publish what is done."),
+    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this; publish what is done."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most (also learned from x-ratelimit-* headers)."),
+    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most (also learned from x-ratelimit-* headers)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, self_instruct:, prices:, budget:, assumptions:); flags and environment override it."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask the teacher again for every request and overwrite the cached answers."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+    batch_api: bool = typer.Option(False, "--batch-api", help="Send requests through the provider's Batch API (/v1/files + /v1/batches): cheaper, slower; resumes by batch id after a restart."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Estimate requests, tokens and cost from the real prompts; call nothing, publish nothing."),
+    assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
+) -> None:
+    """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
+    from datagen.runspec import load_config, self_instruct_run
+    from datagen.teacher.budget import Prices
+    from datagen.teacher.preflight import check_endpoint
+
+    if refresh and no_cache:
+        raise DatagenError("--refresh / --no-cache: pick one (--refresh asks again and overwrites; --no-cache "
+                           "neither reads nor writes)")
+    cfg = load_config(config)
+    teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
+                     "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
+                     "batch_api": True if batch_api else None,
+                     "cache_mode": "refresh" if refresh else ("off" if no_cache else None)}
+    run, teacher_cfg, params = self_instruct_run(
+        seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
+        max_cost=max_cost, max_total_tokens=max_total_tokens,
+        params={"num_instructions": num_instructions, "seed": seed, "prompts_per_round": prompts_per_round,
+                "rouge_tokenizer": rouge_tokenizer.value if rouge_tokenizer else None, "max_tokens": max_tokens,
+                "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None})
+    prices = Prices(run["prices"])
+    if assume_from and not dry_run:
+        raise DatagenError("--assume-from: only used with --dry-run (it calibrates the estimate); add --dry-run or drop it")
+    if dry_run:
+        _dry_run(seeds, params, cfg.get("assumptions") or {}, assume_from, out, prices, teacher_cfg)
+        return
+    check_endpoint(teacher_cfg)
+    prefect_defaults()
+    from datagen.flows.console import quiet_user_errors
+    from datagen.flows.self_instruct import self_instruct_flow
+    quiet_user_errors()
+
+    import asyncio
+
+    run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=params.get("num_instructions", 10),
+                       cache=run["cache"])
+
+
+def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assume_from: Optional[str],
+             out: Path, prices: Any, teacher_cfg: Any) -> None:
+    from datagen.methods.estimate import Assumptions, assumptions_from_manifest, estimate_self_instruct
+    from datagen.methods.self_instruct import SelfInstructParams, Templates
+    from datagen.store.seeds import load_seeds
+
+    if assume_from:
+        manifest, source = _generating_manifest(assume_from, out)
+        a = assumptions_from_manifest(manifest, source)
+    else:
+        try:
+            a = Assumptions(**assumed, source="config" if assumed else "defaults")
+        except TypeError as e:
+            raise DatagenError(f"config: assumptions: {e}") from None
+    p = SelfInstructParams(**params)
+    model = teacher_cfg.model or ("SmolLM2-135M-Instruct" if teacher_cfg.embedded else "")
+    est = estimate_self_instruct(load_seeds(seeds), p, Templates.load(p.prompts_dir), a, prices, model)
+    table = Table(title=f"dry run: self-instruct, {p.num_instructions} instructions (assumptions: {a.source})")
+    for col in ("requests", "input tokens", "output tokens", "max output tokens"):
+        table.add_column(col, justify="right")
+    table.add_column("kind", justify="left")
+    for r in est["rows"]:
+        table.add_row(f"{r['requests']:,}", f"{r['input_tokens']:,}", f"{r['output_tokens']:,}",
+                      f"{r['max_output_tokens']:,}", r["kind"])
+    table.add_row(f"{est['requests']:,}", f"{est['input_tokens']:,}", f"{est['output_tokens']:,}", "", "total",
+                  style="bold")
+    console.print(table)
+    if est["cost_usd"] is not None:
+        console.print(f"estimated cost: ${est['cost_usd']:.4f} (at most ${est['cost_usd_if_every_output_hits_max_tokens']:.4f} "
+                      "if every answer ran to max_tokens)")
+    else:
+        console.print(f"no price configured for '{model}' (config `prices:`): tokens only")
+    print(json.dumps({**est, "settings": {"self_instruct": params, "teacher": teacher_cfg.public()}}))
+
+
+def _generating_manifest(assume_from: str, out: Path) -> tuple[dict[str, Any], str]:
+    """The manifest of the self-instruct run whose yields to assume: NAME[@vN] or a manifest.json,
+    following `parent` from a dedup/filter version back to the version that generated the data."""
+    from datagen.store.versions import DatasetStore
+
+    path = Path(assume_from)
+    if path.is_dir():
+        path = path / "manifest.json"
+    if not path.is_file():
+        name, _, version = assume_from.partition("@")
+        path = DatasetStore(out, name).resolve(version or None) / "manifest.json"
+    chain = []
+    for _ in range(100):
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DatagenError(f"--assume-from: cannot read {path}: {e}") from None
+        label = f"{manifest.get('dataset', path.parent.parent.name)}@{manifest.get('version', path.parent.name)}"
+        chain.append(label)
+        if manifest.get("recipe") == "self-instruct":
+            return manifest, " <- ".join(chain) if len(chain) > 1 else str(path)
+        parent = manifest.get("parent")
+        if not parent:
+            raise DatagenError(f"--assume-from: {label} was made by '{manifest.get('recipe')}' and names no parent "
+                               "self-instruct version to take yields from")
+        name, _, version = parent.partition("@")
+        root = path.parent.parent.parent
+        path = DatasetStore(root, name).resolve(version or None) / "manifest.json"
+    raise DatagenError(f"--assume-from: the parent chain of {assume_from} does not end")
