@@ -162,3 +162,15 @@ def test_teacher_serve_on_a_busy_port(tmp_path):
         port = busy.getsockname()[1]
         proc = run_cli(["teacher", "serve", "--port", str(port)], timeout=60)
     _assert_one_error_line(proc, f"cannot listen on 127.0.0.1:{port}", 2, tmp_path / "out")
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "99999"])
+def test_bad_progress_interval_is_one_line_not_a_flood(value, tmp_path):
+    import os
+    env = {**os.environ, "DATAGEN_PROGRESS_INTERVAL_S": value}
+    assert run_cli(["--version"], env=env).returncode == 0          # only a run reads it
+    proc = run_cli(["run", "self-instruct", "--seeds", "seeds/175.jsonl", "--out", str(tmp_path / "out"),
+                    "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--config",
+                    str(_write(tmp_path, "f.yaml", "teacher: {max_retries: 0}\n"))], env=env)
+    _assert_one_error_line(proc, "DATAGEN_PROGRESS_INTERVAL_S: expected seconds between 0.1 and 3600", 2,
+                           tmp_path / "out")

@@ -147,5 +147,5 @@ def test_cli_run_stops_on_sigill_with_one_line_and_keeps_the_cache(tmp_path, pre
     log = errors[0].rsplit("log: ", 1)[1].strip()
     assert os.path.exists(log), "the error names a log that is not there"
     assert "Traceback" not in err
-    assert f"{cached_answers(cache):,} teacher answers are cached" in err and "run the same command again" in err
+    assert f"{cached_answers(cache):,} teacher answers from this run are cached" in err and "run the same command again" in err
     assert not list((tmp_path / "out" / "w").glob("v0*"))

@@ -81,7 +81,7 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(tmp_path, prefect_env):
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "run the same command again to resume" in err, err[-2000:]
     n = cached_answers(tmp_path / "c.sqlite")
-    assert f"{n:,} teacher answers are cached" in err
+    assert f"{n:,} teacher answers from this run are cached" in err
     assert "Traceback" not in err and "Crash detected" not in err, err[-3000:]
     assert not list((tmp_path / "out" / "r").glob("v0*"))
     assert not list((tmp_path / "out" / "r").glob(".runs/*")), "an interrupted run left its working folder"

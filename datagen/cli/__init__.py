@@ -38,10 +38,10 @@ def main() -> None:
         console.print(f"[red]error:[/] {escape(e.format_message())}{hint}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except (typer_errors.Abort, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/]" + ("" if output.pending_hint else ": nothing was published"), highlight=False)
+        console.print("[yellow]interrupted[/]: nothing was published", highlight=False)
         output.print_pending_hint()
         sys.exit(130)
     if code == 130:          # click turns Ctrl-C inside a command into its Abort exit code
-        console.print("[yellow]interrupted[/]" + ("" if output.pending_hint else ": nothing was published"), highlight=False)
+        console.print("[yellow]interrupted[/]: nothing was published", highlight=False)
         output.print_pending_hint()
     sys.exit(code if isinstance(code, int) else 0)

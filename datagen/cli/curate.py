@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from datagen.cli.app import Tokenizer, app
-from datagen.cli.output import prefect_defaults, run_with_progress
+from datagen.cli.output import plain_progress_interval, prefect_defaults, run_with_progress
 from datagen.errors import DatagenError
 
 
@@ -21,6 +21,7 @@ def _curate(recipe: str, source: str, chain: list, chain_base: Optional[Path], c
     from datagen.store.versions import check_writable_dir
 
     check_writable_dir(out, "--out")
+    plain_progress_interval()
     src = resolve_source(source, out)
     build_chain(chain, chain_base, where=chain_where)  # validate before Prefect starts
     check_source(src)  # an empty or unreadable first row fails here, not inside a flow

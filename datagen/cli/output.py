@@ -40,30 +40,48 @@ def progress_view(p: progress.Progress, started: float) -> Table:
 
 
 def run_with_progress(start, target: int = 0, cache: str | None = None) -> None:
-    """Run a flow under a live progress line (a plain log line every PLAIN_PROGRESS_S without a
-    terminal), then print the summary table and the version's path. A run that fails or is
-    interrupted says what is saved and how to resume."""
+    """Run a flow under a live progress line (a plain log line every DATAGEN_PROGRESS_INTERVAL_S
+    seconds without a terminal), then print the summary table and the version's path. A run that
+    fails or is interrupted after it got answers says how many are cached and that rerunning resumes."""
+    interval = plain_progress_interval()
     prog = progress.install(progress.Progress(target=target))
     started = time.monotonic()
+    before = _cached_answers(cache)
     try:
         if console.is_terminal:
             with Live(get_renderable=lambda: progress_view(prog, started), console=console,
                       refresh_per_second=4, transient=True, redirect_stdout=False, redirect_stderr=False):
                 result = _run_and_settle(start)
         else:
-            with progress.PlainReporter(prog, started, _plain_line, PLAIN_PROGRESS_S):
+            with progress.PlainReporter(prog, started, _plain_line, interval):
                 result = _run_and_settle(start)
     except (DatagenError, KeyboardInterrupt) as e:
-        hint = _resume_hint(cache)
-        if hint:
+        new = _cached_answers(cache) - before
+        if new > 0:
             global pending_hint
-            pending_hint = hint     # printed by main() after the error line
+            pending_hint = (f"{new:,} teacher answer{'s' if new != 1 else ''} from this run "
+                            f"{'are' if new != 1 else 'is'} cached in {cache}; run the same command again to "
+                            "resume (cached answers cost no calls)")   # printed by main() after the error line
         raise e
     console.print(summary(result, time.monotonic() - started))
     print(result["path"])
 
 
-PLAIN_PROGRESS_S = float(os.environ.get("DATAGEN_PROGRESS_INTERVAL_S", "15"))
+def plain_progress_interval() -> float:
+    """DATAGEN_PROGRESS_INTERVAL_S, checked: 0 or a typo would flood a log or crash every command."""
+    import math
+    text = os.environ.get("DATAGEN_PROGRESS_INTERVAL_S", "").strip()
+    if not text:
+        return 15.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.1 <= value <= 3600:
+        raise DatagenError(f"DATAGEN_PROGRESS_INTERVAL_S: expected seconds between 0.1 and 3600, got '{text}'")
+    return value
+
+
 pending_hint: str | None = None
 
 
@@ -90,21 +108,19 @@ def _retry_detail(p: progress.Progress) -> str:
     return f" ({', '.join(f'{c} {n}' for c, n in sorted(causes.items()))})" if causes else ""
 
 
-def _resume_hint(cache: str | None) -> str | None:
-    """'N answers are cached': what a failed or interrupted run has kept, and that rerunning resumes."""
+def _cached_answers(cache: str | None) -> int:
+    """Rows in the response cache, read-only; 0 when there is none (or no cache is used)."""
     if not cache or not Path(cache).exists():
-        return None
+        return 0
     import sqlite3
     try:
         db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5)
-        n = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        db.close()
+        try:
+            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        finally:
+            db.close()
     except sqlite3.Error:
-        return None
-    if not n:
-        return None
-    return (f"{n:,} teacher answer{'s are' if n != 1 else ' is'} cached in {cache}; run the same command "
-            "again to resume (cached answers cost no calls)")
+        return 0
 
 
 def summary(result: dict[str, Any], wall: float) -> Table:
@@ -137,4 +153,4 @@ def summary(result: dict[str, Any], wall: float) -> Table:
 
 def print_pending_hint() -> None:
     if pending_hint:
-        console.print(f"nothing was published; {pending_hint}", highlight=False, soft_wrap=True)
+        console.print(pending_hint, highlight=False, soft_wrap=True)

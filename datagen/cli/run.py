@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from datagen.cli.app import Api, Tokenizer, run_app
-from datagen.cli.output import console, prefect_defaults, run_with_progress
+from datagen.cli.output import console, plain_progress_interval, prefect_defaults, run_with_progress
 from datagen.errors import DatagenError
 
 
@@ -65,6 +65,7 @@ def run_self_instruct(
     if dry_run:
         _dry_run(seeds, params, cfg.get("assumptions") or {}, assume_from, out, prices, teacher_cfg)
         return
+    plain_progress_interval()          # a bad value is an error now, not after the endpoint check
     check_endpoint(teacher_cfg)
     prefect_defaults()
     from datagen.flows.console import quiet_user_errors
@@ -74,7 +75,7 @@ def run_self_instruct(
     import asyncio
 
     run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=params.get("num_instructions", 10),
-                       cache=run["cache"])
+                       cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
 
 
 def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assume_from: Optional[str],
