@@ -83,6 +83,11 @@ CASES = {
     "budget_unknown_key": (_config_case("budget: {max_dollars: 3}\n"), "unknown budget setting 'max_dollars'", 2),
     "assumption_out_of_range": (_config_case("assumptions: {valid_instance_rate: 3}\n"), "assumptions.valid_instance_rate", 2),
     "name_not_ascii": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--name", "données"], "(ASCII letters A-Z a-z", 2),
+    "lone_surrogate_seed": (_seed_case("s.jsonl", GOOD + '{"instruction": "Say \\ud800 hi", "instances": []}\n'),
+                            "s.jsonl:2: field 'instruction' holds an unpaired surrogate", 2),
+    "empty_model_flag": (lambda tmp: ["--seeds", str(_write(tmp, "ok.jsonl", '{"instruction": "Say \\ud83d\\ude00 hi"}\n')),
+                                                   "--base-url", "http://127.0.0.1:9/v1", "--model", ""],
+                                                   "--model: expected a model name, got", 2),
     "negative_cost": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-cost", "-1"], "--max-cost", 2),
 }
 
@@ -174,3 +179,9 @@ def test_bad_progress_interval_is_one_line_not_a_flood(value, tmp_path):
                     str(_write(tmp_path, "f.yaml", "teacher: {max_retries: 0}\n"))], env=env)
     _assert_one_error_line(proc, "DATAGEN_PROGRESS_INTERVAL_S: expected seconds between 0.1 and 3600", 2,
                            tmp_path / "out")
+
+
+def test_paired_surrogate_escapes_are_valid_unicode(tmp_path):
+    from datagen.store.seeds import load_seeds
+    tasks = load_seeds(_write(tmp_path, "ok.jsonl", '{"instruction": "Say \\ud83d\\ude00 hi"}\n'))
+    assert tasks[0].instruction == "Say \U0001F600 hi"

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from datagen import jsontext
 from datagen.errors import DatagenError
 from datagen.filters.params import strings
 from datagen.filters.verdict import KEEP, Verdict, drop
@@ -202,7 +203,7 @@ class Decontaminator:
     @staticmethod
     def _parse_jsonl(path: Path, line_no: int, line: str, fields, id_field) -> tuple[Any, list[str]]:
         try:
-            obj = json.loads(line)
+            obj = jsontext.loads(line, f"{path}:{line_no}")
         except json.JSONDecodeError as e:
             raise DatagenError(f"{path}:{line_no}: invalid JSON ({e.msg}, column {e.colno})") from None
         if isinstance(obj, str) and not fields:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datagen import jsontext
 from datagen.errors import DatagenError
 
 
@@ -120,7 +121,7 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
                 tasks.append(SeedTask(id=f"seed_{len(tasks)}", instruction=raw.strip(), source=f"{path}:{n}"))
     elif suffix == ".json" or (suffix not in (".jsonl", ".ndjson") and text.lstrip().startswith("[")):
         try:
-            data = json.loads(text)
+            data = jsontext.loads(text, str(path))
         except json.JSONDecodeError as e:
             raise _fail(path, e.lineno, f"invalid JSON: {e.msg}") from None
         if not isinstance(data, list):
@@ -134,7 +135,7 @@ def load_seeds(path: str | Path) -> list[SeedTask]:
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(raw)
+                obj = jsontext.loads(raw, f"{path}:{n}")
             except json.JSONDecodeError as e:
                 raise _fail(path, n, f"invalid JSON: {e.msg} (column {e.colno})") from None
             tasks.append(_task_from_object(obj, f"{path}:{n}", len(tasks)))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from datagen import jsontext
 from datagen.errors import DatagenError
 from datagen.records import Record, UniqueIds
 from datagen.store.versions import DatasetStore, check_name
@@ -171,7 +172,8 @@ def _rows(path: Path) -> Iterator[tuple[str, object]]:
     with f:
         if suffix == ".json":
             try:
-                data = json.loads(f.read().decode("utf-8-sig"))
+                text = f.read().decode("utf-8-sig")
+                data = jsontext.loads(text, str(path))
             except UnicodeDecodeError as e:
                 raise DatagenError(f"{path}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
             except json.JSONDecodeError as e:
@@ -192,7 +194,7 @@ def _rows(path: Path) -> Iterator[tuple[str, object]]:
                 yield f"{path}:{n}", {"text": line}
                 continue
             try:
-                yield f"{path}:{n}", json.loads(line)
+                yield f"{path}:{n}", jsontext.loads(line, f"{path}:{n}")
             except json.JSONDecodeError as e:
                 raise DatagenError(f"{path}:{n}: invalid JSON: {e.msg} (column {e.colno})") from None
 

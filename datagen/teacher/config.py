@@ -86,8 +86,8 @@ class TeacherConfig:
         if not isinstance(self.batch_api, bool):
             raise DatagenError(f"{self.where('batch_api')}: expected true or false, got {_shown(self.batch_api)}")
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
-            raise DatagenError(f"{self.where('model')}: expected a model name (quote it in YAML), "
-                               f"got {_shown(self.model)}")
+            hint = " (quote it in YAML)" if "teacher.model" in self.where("model") else ""
+            raise DatagenError(f"{self.where('model')}: expected a model name{hint}, got {_shown(self.model)}")
         if self.base_url is not None:
             self.base_url = _checked_base_url(self.base_url, self.where("base_url"))
         if self.batch_api and self.base_url is None:
