@@ -141,3 +141,21 @@ def test_each_setting_remembers_where_it_came_from():
     assert cfg.where("max_concurrency") == "--max-concurrency"
     assert cfg.where("rpm") == "--rpm" and cfg.where("rate_window_s") == "teacher.rate_window_s"
     assert "sources" not in cfg.public() and cfg.public()["cache_mode"] == "use"
+
+
+def test_an_answer_with_a_lone_surrogate_is_cached_not_a_crash(tmp_path):
+    """A server may send JSON with "\\ud800"; no UTF-8 file (cache, export) can hold it as is."""
+    import asyncio as _asyncio
+
+    from datagen.teacher.cache import ResponseCache
+    from datagen.teacher.client import Teacher
+    from datagen.teacher.config import TeacherConfig
+    from openai_stub import StubConfig, StubServer
+
+    with StubServer(StubConfig(responder=lambda kind, body: "bad \ud800 answer")) as srv:
+        async def go():
+            async with Teacher(TeacherConfig(base_url=srv.base_url, model="stub"), ResponseCache(tmp_path / "c.sqlite")) as t:
+                return await t.complete("Say something.", {"temperature": 0, "max_tokens": 8})
+        answer = _asyncio.run(go())
+    assert answer.text == "bad ? answer"
+    answer.text.encode("utf-8")

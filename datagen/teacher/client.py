@@ -289,6 +289,13 @@ class Teacher:
             text = ((choice.get("message") or {}).get("content")) or ""
         else:
             text = choice.get("text") or ""
+        if not isinstance(text, str):
+            text = str(text)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:   # a lone surrogate escape from the server: no file could hold it
+            text = text.encode("utf-8", "replace").decode("utf-8")
+            log.warning("teacher answer held an unpaired surrogate escape; replaced it with '?'")
         usage = data.get("usage") or {}
         result = {
             "text": text,
