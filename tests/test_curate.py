@@ -209,3 +209,17 @@ def test_empty_source_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(DatagenError, match=r"data\.jsonl: nothing to curate"):
         check_source(_source(tmp_path, "\n\n"))
     assert run_chain([], build_chain(["exact_dedup"]), print, print) == {"in": 0, "kept": 0, "rejected": 0}
+
+
+@pytest.mark.slow
+def test_rows_without_any_text_are_dropped_with_a_reason(tmp_path, prefect_env):
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"messages": []}\n{"text": ""}\n'
+                   '{"instruction": "Name a prime number.", "input": "", "output": "Seven."}\n')
+    p = run_cli(["dedup", str(src), "--name", "d", "--out", str(tmp_path / "out")], env=prefect_env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    version = tmp_path / "out" / "d" / "v0001"
+    assert len((version / "alpaca.jsonl").read_text().splitlines()) == 1
+    rejected = [json.loads(line) for line in (version / "rejected.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejected] == ["empty_record", "empty_record"]
+    assert json.loads((version / "manifest.json").read_text())["rejected"]["read"] == {"empty_record": 2}

@@ -54,6 +54,8 @@ def curate_flow(run: dict[str, Any]) -> dict[str, Any]:
     with store.claim_run(run["run_id"]), store.open_version(run["run_id"]) as writer:
         totals = filter_pass(source, steps, writer)
         rejected_by_stage = {s.name: {k: v for k, v in sorted(s.counts.items()) if k != "kept"} for s in steps}
+        if totals.get("empty_record"):
+            rejected_by_stage = {"read": {"empty_record": totals["empty_record"]}, **rejected_by_stage}
         counts = {"in": totals["in"], "records": totals["kept"], "instructions": totals["kept"],
                   "rejected": totals["rejected"],
                   "per_step": {s.name: dict(sorted(s.counts.items())) for s in steps}}

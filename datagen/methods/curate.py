@@ -143,6 +143,11 @@ def build_chain(spec: Iterable[Any], base_dir: Path | None = None, where: str = 
     return steps
 
 
+def _holds_text(r: Record) -> bool:
+    return bool(r.instruction.strip() or r.input.strip() or r.output.strip()
+                or any(str(t.get("content") or "").strip() for t in r.conversation))
+
+
 def run_chain(records: Iterable[Record], steps: list[Step], keep: Callable[[Record], None],
               reject: Callable[[dict[str, Any]], None]) -> Counter:
     """Feed every record through the steps; kept ones go to `keep`, the others to `reject` with why."""
@@ -151,7 +156,14 @@ def run_chain(records: Iterable[Record], steps: list[Step], keep: Callable[[Reco
     size = None if any(s.needs_all for s in steps) else CHUNK   # None: one chunk holding everything
     while chunk := list(islice(it, size)):
         totals["in"] += len(chunk)
-        alive = chunk
+        alive = []
+        for r in chunk:     # a row with no text at all ({"text": ""}, {"messages": []}) is no training example
+            if _holds_text(r):
+                alive.append(r)
+                continue
+            totals["empty_record"] += 1
+            reject({"id": r.id, "stage": "read", "reason": "empty_record", "detail": {"note": "no text in any field"},
+                    "text": r.instruction, "record": r.to_dict()})
         for step in steps:
             verdicts = step.judge(alive)
             survivors = []
