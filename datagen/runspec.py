@@ -120,6 +120,12 @@ def _check_assumptions(section: Any, where: str) -> None:
         return
     if not isinstance(section, dict):
         raise DatagenError(f"{where}: assumptions: expected a mapping of settings")
+    from dataclasses import fields as dc_fields
+
+    known = [f.name for f in dc_fields(Assumptions) if f.name != "source"]
+    for key in section:
+        if key not in known:
+            raise DatagenError(f"{where}: unknown assumptions setting '{key}' (known: {', '.join(known)})")
     try:
         Assumptions(**section)
     except TypeError as e:

@@ -223,3 +223,24 @@ def test_rows_without_any_text_are_dropped_with_a_reason(tmp_path, prefect_env):
     rejected = [json.loads(line) for line in (version / "rejected.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in rejected] == ["empty_record", "empty_record"]
     assert json.loads((version / "manifest.json").read_text())["rejected"]["read"] == {"empty_record": 2}
+
+
+@pytest.mark.slow
+def test_a_chain_that_drops_everything_publishes_nothing(tmp_path, prefect_env):
+    src = tmp_path / "en.jsonl"
+    src.write_text('{"instruction": "Explain why the sky looks blue on a clear day.", "input": "", '
+                   '"output": "Sunlight scatters off air molecules, and blue light scatters the most."}\n')
+    chain = tmp_path / "c.yaml"
+    chain.write_text("filters:\n  - language: {allowed: [fr]}\n")
+    p = run_cli(["filter", str(src), "--config", str(chain), "--name", "fr", "--out", str(tmp_path / "out")],
+                env=prefect_env)
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "every one of the 1 records was dropped" in errors[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    assert not list((tmp_path / "out" / "fr").glob("v0*")) and not (tmp_path / "out" / "fr" / "LATEST").exists()
+
+
+def test_unknown_step_parameter_lists_the_known_ones():
+    with pytest.raises(DatagenError, match=r"unknown parameter 'thresh' \(known: threshold"):
+        build_chain([{"minhash": {"thresh": 0.5}}])

@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, runtime, task
 from prefect.cache_policies import NONE
 
 from datagen import progress
+from datagen.errors import DatagenError
 from datagen.methods.curate import Step, build_chain, run_chain
 from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.seeds import file_sha256
@@ -56,6 +57,12 @@ def curate_flow(run: dict[str, Any]) -> dict[str, Any]:
         rejected_by_stage = {s.name: {k: v for k, v in sorted(s.counts.items()) if k != "kept"} for s in steps}
         if totals.get("empty_record"):
             rejected_by_stage = {"read": {"empty_record": totals["empty_record"]}, **rejected_by_stage}
+        if totals["in"] and not totals["kept"]:
+            # An empty version would become LATEST and hand a trainer nothing; say why instead.
+            why = ", ".join(f"{stage}: {reason} {n}" for stage, reasons in rejected_by_stage.items()
+                            for reason, n in reasons.items())
+            raise DatagenError(f"{run['recipe']}: every one of the {totals['in']:,} records was dropped ({why}); "
+                               "nothing was published; loosen the chain and run again")
         counts = {"in": totals["in"], "records": totals["kept"], "instructions": totals["kept"],
                   "rejected": totals["rejected"],
                   "per_step": {s.name: dict(sorted(s.counts.items())) for s in steps}}

@@ -35,6 +35,13 @@ class Step:
 
 
 def _construct(name: str, cls: type, params: dict[str, Any]) -> Any:
+    import inspect
+
+    accepted = [p.name for p in inspect.signature(cls).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in params:
+        if key not in accepted:
+            raise DatagenError(f"filter '{name}': unknown parameter '{key}' (known: {', '.join(accepted)})")
     try:
         return cls(**params)
     except TypeError as e:
