@@ -99,6 +99,23 @@ def resolve_self_instruct_params(flags: dict[str, Any], section: Any, where: str
     return {f.name: getattr(resolved, f.name) for f in dc_fields(SelfInstructParams)}
 
 
+def _check_cache_file(path: Path, flag: str) -> None:
+    """An existing cache must be a SQLite file: pointing --cache at a seed file would otherwise fail
+    inside the flow with sqlite's 'file is not a database'."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            db.execute("PRAGMA schema_version").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise DatagenError(f"{flag}: '{path}' is not a datagen response cache (SQLite: {e})") from None
+
+
 def _check_budget_section(section: Any, where: str) -> None:
     if section is None:
         return
@@ -158,6 +175,7 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
         check_writable_dir(Path(cache).expanduser().absolute().parent, "--cache")
         if Path(cache).is_dir():
             raise DatagenError(f"--cache: '{cache}' is a folder; give a file path such as {Path(cache) / 'responses.sqlite'}")
+    _check_cache_file(Path(cache or Path(out) / ".cache" / "responses.sqlite"), "--cache" if cache else "--out")
     load_seeds(seeds)
     teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"), where=str(config_path or "config"))
     if not teacher_cfg.embedded and not teacher_cfg.model:

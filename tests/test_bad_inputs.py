@@ -88,6 +88,8 @@ CASES = {
     "empty_model_flag": (lambda tmp: ["--seeds", str(_write(tmp, "ok.jsonl", '{"instruction": "Say \\ud83d\\ude00 hi"}\n')),
                                                    "--base-url", "http://127.0.0.1:9/v1", "--model", ""],
                                                    "--model: expected a model name, got", 2),
+    "cache_not_sqlite": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--cache", "seeds/175.jsonl"],
+                         "is not a datagen response cache", 2),
     "negative_cost": (lambda tmp: ["--seeds", "seeds/175.jsonl", "--max-cost", "-1"], "--max-cost", 2),
 }
 

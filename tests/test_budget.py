@@ -241,3 +241,16 @@ def test_reserve_wait_returns_none_for_all_waiters_on_exhaustion():
 
     assert asyncio.run(main()) == [None, None, None]
     assert b.exhausted and b.reason == REASON_TOKENS
+
+
+def test_the_budget_message_says_whether_anything_was_spent():
+    from datagen.teacher.budget import Budget, Prices
+    fresh = Budget(max_total_tokens=100, prices=Prices({}), model="m")
+    assert fresh.reserve(80, 50) is None
+    assert "too small for a single request" in fresh.too_small_message()
+    used = Budget(max_total_tokens=1000, prices=Prices({}), model="m")
+    r = used.reserve(300, 300)
+    used.settle(r, 300, 300)
+    assert used.reserve(300, 300) is None
+    msg = used.too_small_message()
+    assert "ran out after 600 tokens" in msg and "too small" not in msg

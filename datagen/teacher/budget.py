@@ -180,6 +180,10 @@ class Budget:
             caps.append(f"--max-total-tokens {self.max_total_tokens:,}")
         if self.max_cost_usd is not None:
             caps.append(f"--max-cost {self.max_cost_usd:g}")
+        if self.spent_tokens:
+            spent = f"{self.spent_tokens:,} tokens" + (f", ${self.spent_usd:.6f}" if self.spent_usd is not None else "")
+            return (f"budget: {' / '.join(caps) or 'the budget'} ran out after {spent} before one instruction was "
+                    f"finished (the next request needed {need}); nothing was published")
         return (f"budget: {' / '.join(caps) or 'the budget'} is too small for a single request (the first one "
                 f"needs {need}); nothing was published")
 
