@@ -104,14 +104,9 @@ def _check_cache_file(path: Path, flag: str) -> None:
     inside the flow with sqlite's 'file is not a database'."""
     import sqlite3
 
-    if not path.is_file():
-        return
+    from datagen.teacher.cache import cached_answer_count
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            db.execute("PRAGMA schema_version").fetchone()
-        finally:
-            db.close()
+        cached_answer_count(path)
     except sqlite3.Error as e:
         raise DatagenError(f"{flag}: '{path}' is not a datagen response cache (SQLite: {e})") from None
 

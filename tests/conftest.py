@@ -76,15 +76,11 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
 
 
 def cached_answers(path: Path) -> int:
-    """Rows in a response cache file, read-only (0 while it does not exist yet)."""
+    """Rows in a response cache file, read-only (0 while it does not exist or is still being created)."""
     import sqlite3
-    if not Path(path).exists():
-        return 0
+
+    from datagen.teacher.cache import cached_answer_count
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        finally:
-            db.close()
+        return cached_answer_count(path)
     except sqlite3.Error:
         return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -109,16 +108,11 @@ def _retry_detail(p: progress.Progress) -> str:
 
 
 def _cached_answers(cache: str | None) -> int:
-    """Rows in the response cache, read-only; 0 when there is none (or no cache is used)."""
-    if not cache or not Path(cache).exists():
-        return 0
     import sqlite3
+
+    from datagen.teacher.cache import cached_answer_count
     try:
-        db = sqlite3.connect(f"file:{cache}?mode=ro", uri=True, timeout=5)
-        try:
-            return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        finally:
-            db.close()
+        return cached_answer_count(cache)
     except sqlite3.Error:
         return 0
 

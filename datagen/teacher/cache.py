@@ -77,6 +77,19 @@ def embedded_identity(gguf: str | Path) -> dict[str, Any]:
     return {"endpoint": "embedded", "gguf": gguf.name, "bytes": gguf.stat().st_size}
 
 
+def cached_answer_count(path: str | Path | None) -> int:
+    """Answers held by a cache file, read-only (0 when there is none yet); raises sqlite3.Error for a
+    file that is not a SQLite database."""
+    if not path or not Path(path).is_file():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        has = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='responses'").fetchone()
+        return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] if has else 0
+    finally:
+        db.close()
+
+
 class ResponseCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
