@@ -14,7 +14,9 @@ import yaml
 
 from datagen.errors import DatagenError
 
-CONFIG_SECTIONS = {"teacher", "self_instruct", "prices", "budget", "assumptions"}
+CONFIG_SECTIONS = {"teacher", "judge", "self_instruct", "alpaca", "evol", "distill", "judging", "prices", "budget",
+                   "assumptions"}
+PIPELINE_KEYS = {"name", "input", "stages"}
 
 
 def load_config(path: Path | None) -> dict[str, Any]:
@@ -150,20 +152,51 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
-                      teacher_flags: dict[str, Any], params: dict[str, Any], cache: Path | None = None,
-                      max_cost: float | None = None, max_total_tokens: int | None = None):
-    """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
-    from datagen.methods.self_instruct import Templates
-    from datagen.store.seeds import load_seeds
+def resolve_section(cls: type, flags: dict[str, Any], section: Any, section_name: str,
+                    flag_names: dict[str, str], where: str = "config") -> dict[str, Any]:
+    """A method's typed settings (a dataclass): flags given > YAML `<section_name>:` > defaults. A bad
+    value is one error naming the flag or the config field it came from."""
+    from dataclasses import fields as dc_fields
+
+    section = section or {}
+    if not isinstance(section, dict):
+        raise DatagenError(f"{where}: {section_name}: expected a mapping of settings")
+    names = [f.name for f in dc_fields(cls)]
+    for key in section:
+        if key not in names:
+            raise DatagenError(f"{where}: unknown {section_name} setting '{key}' (known: {', '.join(sorted(names))})")
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for name in names:
+        if flags.get(name) is not None:
+            merged[name], origin[name] = flags[name], flag_names.get(name, name)
+        elif name in section:
+            merged[name], origin[name] = section[name], f"{where}: {section_name}.{name}"
+    try:
+        resolved = cls(**merged)
+    except ValueError as e:
+        name, _, problem = str(e).partition(": ")
+        raise DatagenError(f"{origin.get(name, f'{where}: {section_name}.{name}')}: {problem}") from None
+    except TypeError as e:
+        raise DatagenError(f"{where}: {section_name}: {e}") from None
+    return {name: getattr(resolved, name) for name in names}
+
+
+def base_run(*, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None, teacher_flags: dict[str, Any],
+             judge_flags: dict[str, Any] | None = None, cache: Path | None = None, max_cost: float | None = None,
+             max_total_tokens: int | None = None, allowed: set[str] | None = None) -> tuple[dict[str, Any], Any]:
+    """What every recipe's run holds and checks, before Prefect or a teacher starts: name, store,
+    cache, the teacher and judge roles, prices and budget. Returns (run, teacher_config)."""
     from datagen.store.versions import check_name, check_writable_dir
     from datagen.teacher.budget import Prices
-    from datagen.teacher.config import resolve_teacher_config
+    from datagen.teacher.config import resolve_role_config, resolve_teacher_config
 
-    unknown = set(cfg) - CONFIG_SECTIONS
+    allowed = CONFIG_SECTIONS if allowed is None else allowed
+    unknown = set(cfg) - allowed
     if unknown:
         raise DatagenError(f"{config_path}: unknown top-level setting '{sorted(unknown)[0]}' "
-                           f"(expected: {', '.join(sorted(CONFIG_SECTIONS))})")
+                           f"(expected: {', '.join(sorted(allowed))})")
+    where = str(config_path or "config")
     check_name(name)
     check_writable_dir(out, "--out")
     if cache is not None:
@@ -171,27 +204,237 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
         if Path(cache).is_dir():
             raise DatagenError(f"--cache: '{cache}' is a folder; give a file path such as {Path(cache) / 'responses.sqlite'}")
     _check_cache_file(Path(cache or Path(out) / ".cache" / "responses.sqlite"), "--cache" if cache else "--out")
-    load_seeds(seeds)
-    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"), where=str(config_path or "config"))
+    teacher_cfg = resolve_teacher_config(teacher_flags, cfg.get("teacher"), where=where)
     if not teacher_cfg.embedded and not teacher_cfg.model:
         raise DatagenError("--model: required when --base-url / OPENAI_BASE_URL points at an endpoint")
-    merged = resolve_self_instruct_params(params, cfg.get("self_instruct"), where=str(config_path or "config"))
-    Templates.load(merged.get("prompts_dir"))
+    judge_flags = {k: v for k, v in (judge_flags or {}).items() if v is not None}
+    resolve_role_config("judge", judge_flags, cfg.get("judge"), teacher_cfg, where=where)
     Prices(cfg.get("prices") or {})
-    _check_budget_section(cfg.get("budget"), str(config_path or "config"))
-    _check_assumptions(cfg.get("assumptions"), str(config_path or "config"))
+    _check_budget_section(cfg.get("budget"), where)
     run = {
-        "seeds": str(Path(seeds).resolve()),
         "name": name,
         "out": str(Path(out).resolve()),
         "run_id": new_run_id(),
         "cache": str(Path(cache or Path(out) / ".cache" / "responses.sqlite").resolve()),
-        "params": merged,
         "teacher": {k: v for k, v in teacher_flags.items() if v is not None},
         "teacher_yaml": cfg.get("teacher") or {},
+        "judge": judge_flags,
+        "judge_yaml": cfg.get("judge") or {},
         "prices": cfg.get("prices") or {},
         "budget": {**(cfg.get("budget") or {}),
                    **({"max_cost_usd": max_cost} if max_cost is not None else {}),
                    **({"max_total_tokens": max_total_tokens} if max_total_tokens is not None else {})},
     }
+    return run, teacher_cfg
+
+
+def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
+                      teacher_flags: dict[str, Any], params: dict[str, Any], cache: Path | None = None,
+                      max_cost: float | None = None, max_total_tokens: int | None = None, variant: str = "self-instruct"):
+    """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
+    from datagen.methods.self_instruct import Templates
+    from datagen.store.seeds import load_seeds
+
+    run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
+                                cache=cache, max_cost=max_cost, max_total_tokens=max_total_tokens)
+    load_seeds(seeds)
+    where = str(config_path or "config")
+    if variant == "alpaca":
+        from datagen.methods.alpaca import AlpacaParams, AlpacaTemplates
+        flag_names = {**SELF_INSTRUCT_FLAGS}
+        merged = resolve_section(AlpacaParams, params, cfg.get("alpaca"), "alpaca", flag_names, where)
+        AlpacaTemplates.load(merged.get("prompts_dir"))
+        _check_assumptions(cfg.get("assumptions"), where)
+        run.update({"seeds": str(Path(seeds).resolve()), "params": merged, "variant": "alpaca"})
+        return run, teacher_cfg, merged
+    merged = resolve_self_instruct_params(params, cfg.get("self_instruct"), where=where)
+    Templates.load(merged.get("prompts_dir"))
+    _check_assumptions(cfg.get("assumptions"), where)
+    run.update({"seeds": str(Path(seeds).resolve()), "params": merged})
     return run, teacher_cfg, merged
+
+
+EVOL_FLAGS = {"rounds": "--rounds", "seed": "--seed", "weights": "--weights", "max_tokens": "--max-tokens",
+              "prompts_dir": "--prompts"}
+DISTILL_FLAGS = {"turns": "--turns", "samples": "--samples", "system": "--system", "seed": "--seed",
+                 "max_tokens": "--max-tokens", "prompts_dir": "--prompts"}
+JUDGE_FLAGS = {"mode": "--judge", "min_score": "--judge-min-score"}
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """`--weights breadth=2,deepening=0.5` -> {op: weight}; an unknown op or a bad number names itself."""
+    from datagen.methods.evol import OPERATIONS
+
+    if text is None:
+        return None
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        op, eq, value = part.partition("=")
+        op = op.strip().replace("-", "_")
+        if not eq:
+            raise DatagenError(f"--weights: expected op=weight pairs such as breadth=2,deepening=1, got '{part}'")
+        if op not in OPERATIONS:
+            raise DatagenError(f"--weights: unknown operation '{op}' (known: {', '.join(OPERATIONS)})")
+        try:
+            out[op] = float(value)
+        except ValueError:
+            raise DatagenError(f"--weights: {op}: expected a number, got '{value.strip()}'") from None
+    return out
+
+
+def _judging(flags: dict[str, Any], cfg: dict[str, Any], where: str, section: Any = None) -> dict[str, Any]:
+    from datagen.methods.judge import JudgeParams
+    return resolve_section(JudgeParams, flags, cfg.get("judging") if section is None else section, "judging",
+                           JUDGE_FLAGS, where)
+
+
+def evol_run(*, input: str, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
+             teacher_flags: dict[str, Any], judge_flags: dict[str, Any], params: dict[str, Any],
+             judging: dict[str, Any], cache: Path | None = None, max_cost: float | None = None,
+             max_total_tokens: int | None = None):
+    from datagen.methods.evol import EvolParams, EvolTemplates
+    from datagen.methods.judge import JudgeTemplates
+    from datagen.store.sources import load_instructions
+
+    run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
+                                judge_flags=judge_flags, cache=cache, max_cost=max_cost,
+                                max_total_tokens=max_total_tokens)
+    where = str(config_path or "config")
+    merged = resolve_section(EvolParams, params, cfg.get("evol"), "evol", EVOL_FLAGS, where)
+    EvolTemplates.load(merged["prompts_dir"])
+    JudgeTemplates.load(merged["prompts_dir"])
+    load_instructions(input, out)
+    run.update({"input": _input_spec(input), "evol": merged, "judging": _judging(judging, cfg, where)})
+    return run, teacher_cfg
+
+
+def distill_run(*, input: str, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
+                teacher_flags: dict[str, Any], judge_flags: dict[str, Any], params: dict[str, Any],
+                judging: dict[str, Any], cache: Path | None = None, max_cost: float | None = None,
+                max_total_tokens: int | None = None):
+    from datagen.methods.distill import DistillParams, DistillTemplates
+    from datagen.methods.judge import JudgeTemplates
+    from datagen.store.sources import load_instructions
+
+    run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
+                                judge_flags=judge_flags, cache=cache, max_cost=max_cost,
+                                max_total_tokens=max_total_tokens)
+    where = str(config_path or "config")
+    merged = resolve_section(DistillParams, params, cfg.get("distill"), "distill", DISTILL_FLAGS, where)
+    DistillTemplates.load(merged["prompts_dir"])
+    JudgeTemplates.load(merged["prompts_dir"])
+    load_instructions(input, out)
+    run.update({"input": _input_spec(input), "distill": merged, "judging": _judging(judging, cfg, where)})
+    return run, teacher_cfg
+
+
+def _input_spec(spec: str) -> str:
+    """A file or folder is passed on as an absolute path (the flow may run elsewhere); a dataset name as is."""
+    p = Path(spec)
+    return str(p.resolve()) if p.exists() else spec
+
+
+PIPELINE_STAGES = ("self_instruct", "evol", "answer", "judge", "dedup", "filters", "publish")
+
+
+def pipeline_run(*, config_path: Path, cfg: dict[str, Any], out: Path, name: str | None,
+                 teacher_flags: dict[str, Any], judge_flags: dict[str, Any], cache: Path | None = None,
+                 max_cost: float | None = None, max_total_tokens: int | None = None):
+    """A pipeline config: `name`, optional `input`, `stages` (a list of one-key mappings, in order), and
+    the usual teacher / judge / prices / budget sections. Every stage's settings are checked now."""
+    from datagen.methods.curate import build_chain
+    from datagen.methods.distill import DistillParams, DistillTemplates
+    from datagen.methods.evol import EvolParams, EvolTemplates
+    from datagen.methods.judge import JudgeParams, JudgeTemplates
+    from datagen.store.seeds import load_seeds
+    from datagen.store.sources import load_instructions
+
+    where = str(config_path)
+    allowed = {"teacher", "judge", "prices", "budget", *PIPELINE_KEYS}
+    name = name or cfg.get("name") or config_path.stem
+    if not isinstance(name, str):
+        raise DatagenError(f"{where}: name: expected a dataset name, got {name!r}")
+    run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
+                                judge_flags=judge_flags, cache=cache, max_cost=max_cost,
+                                max_total_tokens=max_total_tokens, allowed=allowed)
+    base = config_path.resolve().parent
+    stages_spec = cfg.get("stages")
+    if not isinstance(stages_spec, list) or not stages_spec:
+        raise DatagenError(f"{where}: stages: expected a list of stages, e.g. [{{evol: {{rounds: 4}}}}, answer, judge]")
+    stages: list[dict[str, Any]] = []
+    for i, item in enumerate(stages_spec, 1):
+        at = f"{where}: stages[{i}]"
+        if isinstance(item, str):
+            kind, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            kind, params = next(iter(item.items()))
+        else:
+            raise DatagenError(f"{at}: expected a stage name or {{name: {{settings}}}}, got {item!r}")
+        if kind not in PIPELINE_STAGES:
+            raise DatagenError(f"{at}: unknown stage '{kind}' (known: {', '.join(PIPELINE_STAGES)})")
+        if kind == "publish":
+            if i != len(stages_spec):
+                raise DatagenError(f"{at}: publish must be the last stage (the version is published once, at the end)")
+            continue
+        if kind in ("dedup", "filters"):
+            chain = params if isinstance(params, list) else (params or {}).get("steps")
+            if not isinstance(chain, list):
+                raise DatagenError(f"{at}: {kind}: expected a list of steps, e.g. [exact_dedup, {{rouge: {{threshold: 0.7}}}}]")
+            build_chain(chain, base, where=f"{at} {kind}")
+            stages.append({"kind": "curate", "chain": chain, "where": f"{at} {kind}"})
+            continue
+        params = dict(params or {})
+        if not isinstance(params, dict):
+            raise DatagenError(f"{at}: {kind}: settings must be a mapping")
+        if kind == "self_instruct":
+            if i != 1:
+                raise DatagenError(f"{at}: self_instruct makes new instructions from seeds; it must be the first stage")
+            seeds = params.pop("seeds", None)
+            variant = params.pop("variant", "self-instruct")
+            if not isinstance(seeds, str):
+                raise DatagenError(f"{at}: self_instruct: seeds: expected the path of a seed file")
+            seeds_path = (base / seeds) if not Path(seeds).is_absolute() else Path(seeds)
+            if not seeds_path.exists() and Path(seeds).exists():
+                seeds_path = Path(seeds)
+            load_seeds(seeds_path)
+            if variant == "alpaca":
+                from datagen.methods.alpaca import AlpacaParams
+                merged = resolve_section(AlpacaParams, {}, params, f"stages[{i}].self_instruct", {}, where)
+            elif variant == "self-instruct":
+                merged = resolve_self_instruct_params({}, params, where=f"{at}", env={})
+            else:
+                raise DatagenError(f"{at}: self_instruct: variant: expected self-instruct or alpaca, got {variant!r}")
+            stages.append({"kind": "self_instruct", "seeds": str(seeds_path.resolve()), "params": merged,
+                           "variant": variant if variant == "alpaca" else None})
+        elif kind == "evol":
+            if "weights" in params and isinstance(params["weights"], str):
+                params["weights"] = parse_weights(params["weights"])
+            merged = resolve_section(EvolParams, {}, params, f"stages[{i}].evol", {}, where)
+            EvolTemplates.load(merged["prompts_dir"])
+            JudgeTemplates.load(merged["prompts_dir"])
+            stages.append({"kind": "evol", "params": merged})
+        elif kind == "answer":
+            merged = resolve_section(DistillParams, {}, params, f"stages[{i}].answer", {}, where)
+            DistillTemplates.load(merged["prompts_dir"])
+            stages.append({"kind": "answer", "params": merged})
+        elif kind == "judge":
+            seed = params.pop("seed", 42)
+            merged = resolve_section(JudgeParams, {}, params, f"stages[{i}].judge", {}, where)
+            stages.append({"kind": "judge", "params": merged, "seed": seed})
+    input_spec = cfg.get("input")
+    if stages and stages[0]["kind"] != "self_instruct":
+        if not input_spec:
+            raise DatagenError(f"{where}: input: required unless the first stage is self_instruct "
+                               "(a dataset name[@vN], a seed file, Alpaca JSON/JSONL or a .txt of instructions)")
+        if not isinstance(input_spec, str):
+            raise DatagenError(f"{where}: input: expected a dataset name or a file path, got {input_spec!r}")
+        candidate = base / input_spec
+        input_spec = str(candidate.resolve()) if candidate.exists() else input_spec
+        load_instructions(input_spec, out, flag=f"{where}: input")
+    elif input_spec:
+        raise DatagenError(f"{where}: input: not used when the first stage is self_instruct (it starts from its seeds)")
+    if not stages:
+        raise DatagenError(f"{where}: stages: nothing to run before publish")
+    run.update({"input": input_spec if stages[0]["kind"] != "self_instruct" else None, "stages": stages,
+                "config_path": where, "config_base": str(base)})
+    return run, teacher_cfg

@@ -21,6 +21,17 @@ class Api(str, Enum):
     chat = "chat"
 
 
+class Variant(str, Enum):
+    self_instruct = "self-instruct"
+    alpaca = "alpaca"
+
+
+class JudgeMode(str, Enum):
+    hard = "hard"
+    all = "all"
+    off = "off"
+
+
 class Tokenizer(str, Enum):
     rouge_score = "rouge_score"
     unicode = "unicode"
@@ -31,12 +42,6 @@ def _version(value: bool) -> None:
         from datagen import __version__
         print(f"datagen {__version__}")
         raise typer.Exit()
-
-
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print datagen's version and exit.")) -> None:
-    """datagen: manufacture instruction-tuning data with a teacher LLM, dedup it, publish versioned datasets."""
 
 
 @app.callback()

@@ -125,10 +125,24 @@ def summary(result: dict[str, Any], wall: float) -> Table:
     table.add_column()
     if "in" in c:
         table.add_row("kept", f"{c['records']:,} of {c['in']:,} records")
+    elif "inputs" in c:
+        table.add_row("kept", f"{c['records']:,} records from {c['inputs']:,} inputs")
     else:
         table.add_row("kept", f"{c['instructions']} instructions, {c['records']} records")
     for stage, reasons in m["rejected"].items():
         table.add_row(f"rejected ({stage})", ", ".join(f"{r} {n}" for r, n in reasons.items()))
+    evol = m.get("evol")
+    if evol:
+        table.add_row("evol pass rate", ", ".join(f"{op} {r['passed']}/{r['attempts']}"
+                                                  for op, r in evol["per_operation"].items()))
+        table.add_row("evol per round", ", ".join(f"round {k} {r['passed']}/{r['attempts']}"
+                                                  for k, r in evol["per_round"].items()))
+    for stage, sc in (c.get("per_stage") or {}).items():
+        if isinstance(sc, dict) and "judged" in sc and sc.get("mode") != "off":
+            sig = ", ".join(f"{k} {n}" for k, n in sc.get("signals", {}).items())
+            table.add_row(f"judge ({stage})", f"{sc['judged']} of {sc.get('records', 0)} judged ({sc['mode']}"
+                          + (f"; signals: {sig}" if sig else "") + f"), {sc.get('below_min_score', 0)} below "
+                          f"{sc.get('min_score')}")
     if m.get("parent"):
         table.add_row("parent", m["parent"])
     for u in m["usage"]:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from datagen.cli.app import Api, Tokenizer, run_app
+from datagen.cli.app import Api, JudgeMode, Tokenizer, Variant, run_app
 from datagen.cli.output import console, plain_progress_interval, prefect_defaults, run_with_progress
 from datagen.errors import DatagenError
 
@@ -39,6 +39,7 @@ def run_self_instruct(
     batch_api: bool = typer.Option(False, "--batch-api", help="Send requests through the provider's Batch API (/v1/files + /v1/batches): cheaper, slower; resumes by batch id after a restart."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate requests, tokens and cost from the real prompts; call nothing, publish nothing."),
     assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
+    variant: Variant = typer.Option(Variant.self_instruct, "--variant", help="self-instruct (default: the paper's pipeline) or alpaca (Stanford Alpaca: 20 instructions with input and output per call, 3 seeds per prompt)."),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
     from datagen.runspec import load_config, self_instruct_run
@@ -55,13 +56,15 @@ def run_self_instruct(
                      "cache_mode": "refresh" if refresh else ("off" if no_cache else None)}
     run, teacher_cfg, params = self_instruct_run(
         seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
-        max_cost=max_cost, max_total_tokens=max_total_tokens,
+        max_cost=max_cost, max_total_tokens=max_total_tokens, variant=variant.value,
         params={"num_instructions": num_instructions, "seed": seed, "prompts_per_round": prompts_per_round,
                 "rouge_tokenizer": rouge_tokenizer.value if rouge_tokenizer else None, "max_tokens": max_tokens,
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None})
     prices = Prices(run["prices"])
     if assume_from and not dry_run:
         raise DatagenError("--assume-from: only used with --dry-run (it calibrates the estimate); add --dry-run or drop it")
+    if dry_run and variant is Variant.alpaca:
+        raise DatagenError("--dry-run: estimates the self-instruct variant only; drop --variant alpaca or --dry-run")
     if dry_run:
         _dry_run(seeds, params, cfg.get("assumptions") or {}, assume_from, out, prices, teacher_cfg)
         return
@@ -76,6 +79,160 @@ def run_self_instruct(
 
     run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=params.get("num_instructions", 10),
                        cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
+
+
+# Options every teacher-calling recipe shares, declared once.
+def _opt(default, *names, **kw):
+    return typer.Option(default, *names, **kw)
+
+
+BASE_URL = lambda: _opt(None, "--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher).")  # noqa: E731
+MODEL = lambda: _opt(None, "--model", help="Model name at the endpoint (required with --base-url).")  # noqa: E731
+
+
+def _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache) -> dict[str, Any]:
+    if refresh and no_cache:
+        raise DatagenError("--refresh / --no-cache: pick one (--refresh asks again and overwrites; --no-cache "
+                           "neither reads nor writes)")
+    return {"base_url": base_url, "model": model, "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
+            "cache_mode": "refresh" if refresh else ("off" if no_cache else None)}
+
+
+def _launch(flow_name: str, run: dict[str, Any], teacher_cfg: Any, judge_cfg_needed: bool = True) -> None:
+    import asyncio
+    import importlib
+
+    from datagen.flows.console import quiet_user_errors
+    from datagen.teacher.config import resolve_role_config
+    from datagen.teacher.preflight import check_endpoint
+
+    plain_progress_interval()
+    check_endpoint(teacher_cfg)
+    judge_cfg = resolve_role_config("judge", run.get("judge", {}), run.get("judge_yaml"), teacher_cfg)
+    if judge_cfg_needed and judge_cfg is not None and not judge_cfg.embedded:
+        check_endpoint(judge_cfg)
+    prefect_defaults()
+    module, _, attr = flow_name.rpartition(".")
+    flow_fn = getattr(importlib.import_module(module), attr)
+    quiet_user_errors()
+    run_with_progress(lambda: asyncio.run(flow_fn(run)), target=0,
+                      cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
+
+
+@run_app.command("evol-instruct")
+def run_evol_instruct(
+    input: str = typer.Option(..., "--input", help="Instructions to evolve: a dataset (NAME[@vN] under --out), a seed file, Alpaca JSON/JSONL, or .txt (one per line)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Evolution rounds M (default 4)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Operation weights, e.g. breadth=2,deepening=1 (others 1; default uniform). Ops: add_constraints, deepening, concretizing, increase_reasoning, complicate_input, breadth."),
+    name: str = typer.Option("evol-instruct", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets (and where --input names are looked up)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for operations and sampling (default 42)."),
+    base_url: Optional[str] = BASE_URL(), model: Optional[str] = MODEL(),
+    judge: Optional[JudgeMode] = typer.Option(None, "--judge", help="Which evolved records the judge scores: hard (default: only those cheap signals flag), all, off. Rule 1's Equal check always runs."),
+    judge_min_score: Optional[int] = typer.Option(None, "--judge-min-score", help="Judged records scoring below this (1-10, default 5) are rejected."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens."),
+    prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own templates (prompts/evol/*.txt, prompts/judge/score.txt layout)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop before the estimated cost (USD) would exceed this; publish what is done."),
+    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most."),
+    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, judge:, evol:, judging:, prices:, budget:)."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask again for every request and overwrite cached answers."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+) -> None:
+    """Evolve instructions with Evol-Instruct (M rounds, with elimination) and publish the survivors."""
+    from datagen.runspec import evol_run, load_config, parse_weights
+
+    if rounds is not None and rounds < 1:
+        raise DatagenError(f"--rounds: must be at least 1, got {rounds}")
+    flags = _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache)
+    cfg = load_config(config)
+    run, teacher_cfg = evol_run(
+        input=input, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=flags,
+        judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache, max_cost=max_cost,
+        max_total_tokens=max_total_tokens,
+        params={"rounds": rounds, "seed": seed, "weights": parse_weights(weights), "max_tokens": max_tokens,
+                "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None},
+        judging={"mode": judge.value if judge else None, "min_score": judge_min_score})
+    _launch("datagen.flows.evol_instruct.evol_instruct_flow", run, teacher_cfg)
+
+
+@run_app.command("distill")
+def run_distill(
+    input: str = typer.Option(..., "--input", help="Instructions to answer: a dataset (NAME[@vN] under --out), a seed file, Alpaca JSON/JSONL, or .txt (one per line)."),
+    turns: Optional[int] = typer.Option(None, "--turns", help="User turns per conversation (default 1: one answer; N > 1: self-chat, 2N messages ending on the assistant)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Answers drawn per instruction; the judge's best is kept (default 1)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt for every conversation (kept in the record's system field)."),
+    name: str = typer.Option("distill", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets (and where --input names are looked up)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (default 42)."),
+    base_url: Optional[str] = BASE_URL(), model: Optional[str] = MODEL(),
+    judge: Optional[JudgeMode] = typer.Option(None, "--judge", help="Which answers the judge scores: hard (default: only flagged ones), all, off. --samples > 1 always scores every sample."),
+    judge_min_score: Optional[int] = typer.Option(None, "--judge-min-score", help="Judged records scoring below this (1-10, default 5) are rejected."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens (answers: 1024 otherwise)."),
+    keep_truncated: bool = typer.Option(False, "--keep-truncated", help="Keep answers cut by max_tokens (rejected as answer_cut_by_length otherwise)."),
+    prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own templates (prompts/distill/followup.txt, prompts/judge/score.txt)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop before the estimated cost (USD) would exceed this."),
+    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most."),
+    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, judge:, distill:, judging:, prices:, budget:)."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask again for every request and overwrite cached answers."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+) -> None:
+    """Have the teacher answer instructions (or hold multi-turn conversations; best of K) and publish."""
+    from datagen.runspec import distill_run, load_config
+
+    flags = _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache)
+    cfg = load_config(config)
+    run, teacher_cfg = distill_run(
+        input=input, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=flags,
+        judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache, max_cost=max_cost,
+        max_total_tokens=max_total_tokens,
+        params={"turns": turns, "samples": samples, "system": system, "seed": seed, "max_tokens": max_tokens,
+                "keep_truncated": True if keep_truncated else None,
+                "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None},
+        judging={"mode": judge.value if judge else None, "min_score": judge_min_score})
+    _launch("datagen.flows.distill.distill_flow", run, teacher_cfg)
+
+
+@run_app.command("pipeline")
+def run_pipeline(
+    config: Path = typer.Option(..., "--config", help="Pipeline YAML: name, input, stages (self_instruct, evol, answer, judge, dedup, filters, publish), teacher:, judge:, prices:, budget:. See configs/."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the config's name:, else its file name)."),
+    out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets (and where an input name is looked up)."),
+    base_url: Optional[str] = BASE_URL(), model: Optional[str] = MODEL(),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
+    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop before the estimated cost (USD) would exceed this."),
+    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most."),
+    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most."),
+    refresh: bool = typer.Option(False, "--refresh", help="Ask again for every request and overwrite cached answers."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+) -> None:
+    """Run the stages a YAML config chains (e.g. self_instruct -> evol -> answer -> judge -> dedup) as one run
+    that publishes one version."""
+    from datagen.runspec import load_config, pipeline_run
+
+    flags = _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache)
+    if not config.is_file():
+        raise DatagenError(f"--config: {config}: {'not a regular file' if config.exists() else 'file not found'}")
+    cfg = load_config(config)
+    run, teacher_cfg = pipeline_run(config_path=config, cfg=cfg, out=out, name=name, teacher_flags=flags,
+                                    judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache,
+                                    max_cost=max_cost, max_total_tokens=max_total_tokens)
+    _launch("datagen.flows.pipeline.pipeline_flow", run, teacher_cfg)
 
 
 def _dry_run(seeds: Path, params: dict[str, Any], assumed: dict[str, Any], assume_from: Optional[str],

@@ -218,3 +218,29 @@ def check_source(source: Source) -> None:
         next(records)
     finally:
         records.close()
+
+
+def load_instructions(spec: str, out: Path, flag: str = "--input") -> tuple[list[Record], Source]:
+    """The instructions a recipe starts from: a dataset (`name[@vN]`), a dataset or version folder, a
+    Self-Instruct seed file, Alpaca JSON/JSONL, any other known row shape, or plain text (one
+    instruction per line). A seed task's first instance gives the input. Rows without an
+    instruction are skipped; a source with none at all is an error naming it."""
+    source = resolve_source(spec, out)
+    records: list[Record] = []
+    ids = UniqueIds()
+    rows = 0
+    for where, row in _rows(source.path):
+        rows += 1
+        record = record_from_row(row, where)
+        if isinstance(row, dict) and not record.input and isinstance(row.get("instances"), list) and row["instances"]:
+            first = row["instances"][0]
+            if isinstance(first, dict) and isinstance(first.get("input"), str):
+                record = Record(instruction=record.instruction, input=first["input"],
+                                output=first.get("output", "") if isinstance(first.get("output"), str) else "",
+                                method=record.method, lang=record.lang)
+        if record.instruction.strip():
+            records.append(ids.assign(record))
+    if not records:
+        what = f"{source.parent} holds" if source.dataset else f"{rows} row{'s' if rows != 1 else ''},"
+        raise DatagenError(f"{flag}: {source.path}: no instructions to start from ({what} none with an instruction)")
+    return records, source

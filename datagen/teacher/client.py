@@ -6,6 +6,7 @@ cache, the embedded llama.cpp server, vLLM or OpenAI is invisible to them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import random
@@ -34,6 +35,8 @@ log = logging.getLogger("datagen.teacher")
 SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "presence_penalty", "frequency_penalty", "stop", "seed", "n",
                  "response_format")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# Set by a RoleTeacher around its calls: whose Usage the shared client's accounting goes to.
+_ROLE_USAGE: contextvars.ContextVar[Usage | None] = contextvars.ContextVar("datagen_role_usage", default=None)
 
 
 @dataclass
@@ -86,7 +89,7 @@ class Teacher:
                  budget: Budget | None = None):
         self.config = config
         self.cache = cache
-        self.usage = Usage(role=role)
+        self._usage = Usage(role=role)
         self.budget = budget
         self._embedded = embedded or (EmbeddedTeacher() if config.embedded else None)
         self._base_url = config.base_url
@@ -107,6 +110,16 @@ class Teacher:
         # Who answers, for the cache key: found out once per Teacher (one GET /models), then reused.
         self._identity: dict[str, Any] | DatagenError | None = None
         self._identity_lock = asyncio.Lock()
+
+    @property
+    def usage(self) -> Usage:
+        """This call's role's accounting: the Teacher's own, or a RoleTeacher's sharing this client."""
+        return _ROLE_USAGE.get() or self._usage
+
+    def as_role(self, role: str) -> "RoleTeacher":
+        """The same endpoint, client, cache and limits for another role (judge, translator), with its
+        own usage: a role without settings of its own uses the teacher's endpoint (DESIGN §3)."""
+        return RoleTeacher(self, role)
 
     @property
     def model(self) -> str:
@@ -188,11 +201,15 @@ class Teacher:
             self._client = self._new_client()
             return self._client
 
-    def _request(self, prompt: str, params: dict[str, Any], api: str | None = None) -> tuple[str, dict[str, Any]]:
+    def _request(self, prompt: str, params: dict[str, Any], api: str | None = None,
+                 messages: list[dict[str, str]] | None = None) -> tuple[str, dict[str, Any]]:
         unknown = set(params) - set(SAMPLING_KEYS)
         if unknown:
             raise ValueError(f"unknown sampling parameters: {sorted(unknown)}")
         body: dict[str, Any] = {"model": self.model, **params}
+        if messages is not None:
+            body["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
+            return "/chat/completions", body
         if (api or self.config.api) == "chat":
             body["messages"] = [{"role": "user", "content": prompt}]
             return "/chat/completions", body
@@ -206,7 +223,7 @@ class Teacher:
         return "llama_json_object" if self.config.embedded else "json_schema"
 
     async def complete_json(self, prompt: str, schema: dict[str, Any], params: dict[str, Any],
-                            max_invalid: int = 2, kind: str = "json") -> tuple[Any, Completion]:
+                            max_invalid: int = 2, kind: str = "json", sample: int | None = None) -> tuple[Any, Completion]:
         """A JSON answer that validates against `schema`, asked as chat with `response_format`.
 
         An invalid answer (not JSON, wrong shape, cut by max_tokens) is asked again with a new seed, up
@@ -223,7 +240,7 @@ class Teacher:
             if attempt:
                 p["seed"] = int(params.get("seed") or 0) + attempt
                 self.usage.retries["invalid_json_output"] += 1
-            answer = await self.complete(prompt, p, kind=kind, api="chat")
+            answer = await self.complete(prompt, p, kind=kind, api="chat", sample=sample)
             text = answer.text
             if answer.finish_reason == "length":
                 reason = "json_truncated"
@@ -241,10 +258,13 @@ class Teacher:
         raise InvalidStructuredOutput(reason, text, max_invalid + 1)
 
     async def complete(self, prompt: str, params: dict[str, Any], sample: int | None = None,
-                       kind: str = "other", api: str | None = None) -> Completion:
-        """One completion for `prompt`. Identical requests in one run get successive sample indexes,
-        so repeated sampling of the same prompt is not collapsed by the cache, yet a rerun hits it."""
-        path, body = self._request(prompt, params, api)
+                       kind: str = "other", api: str | None = None,
+                       messages: list[dict[str, str]] | None = None) -> Completion:
+        """One completion for `prompt` (or, as chat, for a whole `messages` list). Identical requests in
+        one run get successive sample indexes, so repeated sampling of the same prompt is not collapsed
+        by the cache, yet a rerun hits it; callers that run requests concurrently pass `sample` (or a
+        per-request `seed`) so the index does not depend on which request was sent first."""
+        path, body = self._request(prompt, params, api, messages)
         base_key = request_key({"endpoint": path, **body})
         if sample is None:
             sample = self._seen[base_key]
@@ -446,6 +466,45 @@ class Teacher:
                                f"{self.config.base_url_source}: does the server speak the OpenAI API under /v1?): "
                                f"{message}")
         raise DatagenError(f"teacher at {url}: HTTP {resp.status_code}: {message}")
+
+
+class RoleTeacher:
+    """Another role (judge, translator) on a Teacher's endpoint: same client, cache, concurrency and
+    budget, its own Usage. The role's usage is chosen per call through a context variable, so calls of
+    both roles may be in flight at once."""
+
+    def __init__(self, base: Teacher, role: str):
+        self.base = base
+        self.usage = Usage(role=role)
+
+    @property
+    def model(self) -> str:
+        return self.base.model
+
+    @property
+    def config(self) -> TeacherConfig:
+        return self.base.config
+
+    @property
+    def structured_style(self) -> str:
+        return self.base.structured_style
+
+    async def complete(self, *args: Any, **kwargs: Any) -> Completion:
+        token = _ROLE_USAGE.set(self.usage)
+        try:
+            return await self.base.complete(*args, **kwargs)
+        finally:
+            _ROLE_USAGE.reset(token)
+
+    async def complete_json(self, *args: Any, **kwargs: Any) -> tuple[Any, Completion]:
+        token = _ROLE_USAGE.set(self.usage)
+        try:
+            return await self.base.complete_json(*args, **kwargs)
+        finally:
+            _ROLE_USAGE.reset(token)
+
+    async def aclose(self) -> None:   # the base Teacher owns the connection
+        return None
 
 
 def _empty_answer(data: dict[str, Any]) -> bool:

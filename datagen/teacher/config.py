@@ -269,3 +269,51 @@ def resolve_teacher_config(flags: dict[str, Any], yaml_cfg: dict[str, Any] | Non
             merged[k] = v
             sources[k] = FLAGS.get(k, "--" + k.replace("_", "-"))
     return TeacherConfig(**merged, sources=sources)
+
+
+ROLES = ("judge", "translator")
+
+
+def resolve_role_config(role: str, flags: dict[str, Any], role_yaml: dict[str, Any] | None,
+                        teacher: TeacherConfig, env: dict[str, str] | None = None,
+                        where: str = "config") -> TeacherConfig | None:
+    """A role's own endpoint (DESIGN §3): `--<role>-base-url` / `--<role>-model` flags >
+    DATAGEN_<ROLE>_BASE_URL / _MODEL / _API_KEY > the YAML `<role>:` section; every other setting, and
+    whatever the role leaves out, is the teacher's. None: the role has no settings of its own and uses
+    the teacher's endpoint itself (one client, one embedded server).
+
+    The key: DATAGEN_<ROLE>_API_KEY, else the teacher's key only when the role talks to the teacher's
+    own base URL; a key is never sent to another host it was not given for."""
+    from dataclasses import replace
+
+    env = os.environ if env is None else env
+    prefix = f"DATAGEN_{role.upper()}_"
+    if role_yaml is not None and not isinstance(role_yaml, dict):
+        raise DatagenError(f"{where}: {role}: expected a mapping of settings")
+    role_yaml = role_yaml or {}
+    known = sorted(f.name for f in fields(TeacherConfig) if f.name not in ("api_key", "sources", "cache_mode"))
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for k, v in role_yaml.items():
+        if k == "api_key":
+            raise DatagenError(f"{where}: {role}.api_key must not be written in a config file; set {prefix}API_KEY")
+        if k not in known:
+            raise DatagenError(f"{where}: unknown {role} setting '{k}' (known: {', '.join(known)})")
+        merged[k], sources[k] = v, f"{where}: {role}.{k}"
+    for name in ("base_url", "model"):
+        if env.get(prefix + name.upper()):
+            merged[name], sources[name] = env[prefix + name.upper()].strip(), f"{prefix}{name.upper()} in the environment"
+    for k, v in flags.items():
+        if v is not None:
+            merged[k], sources[k] = v, f"--{role}-{k.replace('_', '-')}"
+    if not merged and not env.get(prefix + "API_KEY"):
+        return None
+    if "base_url" in merged and "model" not in merged:
+        raise DatagenError(f"--{role}-model: required when {sources['base_url']} gives the {role} an endpoint "
+                           "of its own")
+    base = {f.name: getattr(teacher, f.name) for f in fields(TeacherConfig) if f.name != "sources"}
+    own_key = env.get(prefix + "API_KEY")
+    same_endpoint = merged.get("base_url", teacher.base_url) == teacher.base_url
+    base["api_key"] = own_key or (teacher.api_key if same_endpoint else None)
+    cfg = TeacherConfig(**{**base, **merged}, sources={**teacher.sources, **sources})
+    return replace(cfg, cache_mode=teacher.cache_mode)

@@ -1,0 +1,196 @@
+"""The one run harness every recipe's flow uses: claim the run, start the teacher roles, cache and
+budget, then the recipe's own stages, then manifest and publish — or, on failure, discard the
+working state (the cache is what resumes a run).
+
+A recipe is an async function `body(ctx) -> Outcome`: it only wires its method's stages (as Prefect
+tasks) over `ctx.teacher` / `ctx.judge`; everything a version must say about how it was made is
+assembled here, once, so Self-Instruct, Evol-Instruct, distillation and a pipeline of them publish
+the same manifest shape, count usage per role and fail the same way.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from prefect import get_run_logger, runtime, task
+from prefect.cache_policies import NONE
+
+from datagen import progress
+from datagen.crashpoints import crash_point
+from datagen.errors import DatagenError
+from datagen.records import Record
+from datagen.store.manifest import build_manifest, dataset_card
+from datagen.store.versions import DatasetStore
+from datagen.teacher.budget import Budget, Prices
+from datagen.teacher.cache import ResponseCache
+from datagen.teacher.client import Teacher
+from datagen.teacher.config import TeacherConfig, resolve_role_config, resolve_teacher_config
+from datagen.teacher.embedded import EmbeddedTeacher
+
+
+@dataclass
+class RunContext:
+    """What a recipe's stages get: the run's parameters, its store, and the teacher roles."""
+    run: dict[str, Any]
+    store: DatasetStore
+    work: Path
+    teacher: Teacher
+    judge: Any                      # a Teacher of its own, or teacher.as_role("judge")
+    config: TeacherConfig
+    judge_config: TeacherConfig | None
+    budget: Budget | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def log(self):
+        return get_run_logger()
+
+    @property
+    def progress(self) -> progress.Progress:
+        return progress.current()
+
+    def timed(self, stage: str, t0: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - t0
+
+
+@dataclass
+class Outcome:
+    """What a recipe made: the records to publish and everything the manifest says about them."""
+    records: list[Record]
+    rejected: list[dict[str, Any]]
+    counts: dict[str, Any]
+    source: dict[str, Any]                         # path, sha256, count of the seeds / input
+    templates: dict[str, str] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    partial: str | None = None                     # None, or why the run stopped before its target
+    partial_reason: str = ""
+    budget_stop: str = ""                          # set when the budget refused a request
+    stages: list[str] = field(default_factory=list)  # the method's stages, for the card and the summary
+
+
+@task(name="publish", cache_policy=NONE)
+def publish(store: DatasetStore, run_id: str, records: list[Record], rejected: list[dict[str, Any]],
+            manifest: dict[str, Any]) -> str:
+    path = store.publish(run_id, records, rejected, manifest, dataset_card(store.name, manifest))
+    get_run_logger().info("published %s (%d records)", path, len(records))
+    return str(path)
+
+
+def _budget(run: dict[str, Any], cfg: TeacherConfig) -> Budget | None:
+    limits = run.get("budget") or {}
+    if limits.get("max_cost_usd") is None and limits.get("max_total_tokens") is None:
+        return None
+    budget = Budget(max_cost_usd=limits.get("max_cost_usd"), max_total_tokens=limits.get("max_total_tokens"),
+                    prices=Prices(run.get("prices") or {}), model=cfg.model or "")
+    if limits.get("max_cost_usd") is not None and not budget.cost_enforced:
+        get_run_logger().warning("no price configured for model %r: --max-cost cannot be enforced, only token "
+                                 "limits", cfg.model)
+    return budget
+
+
+def role_configs(run: dict[str, Any]) -> tuple[TeacherConfig, TeacherConfig | None]:
+    """The teacher's settings and the judge's own (None: the judge is the teacher's endpoint)."""
+    cfg = resolve_teacher_config(run.get("teacher", {}), run.get("teacher_yaml"))
+    judge = resolve_role_config("judge", run.get("judge", {}), run.get("judge_yaml"), cfg)
+    return cfg, judge
+
+
+async def run_recipe(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Awaitable[Outcome]]) -> dict[str, Any]:
+    """Claim the run, run `body` with the teacher roles open, publish its Outcome; on any failure
+    release the claim and discard the working folder (unless the error names a file in it)."""
+    log = get_run_logger()
+    started = time.monotonic()
+    store = DatasetStore(run["out"], run["name"])
+    cleaned = store.recover()
+    if cleaned:
+        log.info("cleaned the working state of %d interrupted or failed run(s): %s", len(cleaned), ", ".join(cleaned))
+    claim = store.claim_run(run["run_id"])
+    try:
+        return await _run(run, recipe, body, store, claim, started)
+    except BaseException as e:
+        claim.release()
+        store.discard_run(run["run_id"], unless_named_in=str(e))
+        raise
+
+
+async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Awaitable[Outcome]],
+               store: DatasetStore, claim: Any, started: float) -> dict[str, Any]:
+    crash_point("run.start")
+    cfg, judge_cfg = role_configs(run)
+    cache = ResponseCache(run["cache"])
+    work = store.work_dir(run["run_id"])
+    embedded = EmbeddedTeacher(log_path=work / "llama-server.log") if cfg.embedded else None
+    budget = _budget(run, cfg)
+    prices = Prices(run.get("prices") or {})
+    async with Teacher(cfg, cache, embedded=embedded, budget=budget) as teacher:
+        judge_own = None
+        if judge_cfg is not None:
+            judge_embedded = EmbeddedTeacher(log_path=work / "llama-server-judge.log") if judge_cfg.embedded else None
+            judge_own = Teacher(judge_cfg, cache, role="judge", embedded=judge_embedded, budget=budget)
+        judge = judge_own or teacher.as_role("judge")
+        try:
+            ctx = RunContext(run=run, store=store, work=work, teacher=teacher, judge=judge, config=cfg,
+                             judge_config=judge_cfg, budget=budget)
+            progress.current().usages = [teacher.usage, judge.usage]
+            outcome = await body(ctx)
+        finally:
+            if judge_own is not None:
+                await judge_own.aclose()
+        model_file = embedded.model_path.name if embedded is not None and embedded.model_path is not None else None
+        usages = []
+        for role in (teacher, judge):
+            u = role.usage
+            u.cost_usd = prices.cost(role.model, u.prompt_tokens, u.completion_tokens)
+            if role is teacher or u.requests or u.cache_hits:
+                usages.append(u.to_dict())
+        model, judge_model = teacher.model, judge.model
+    crash_point("filter.done")
+    timings = ctx.timings
+    timings["total_before_publish"] = time.monotonic() - started
+    if outcome.partial == "budget" and not outcome.records:
+        raise DatagenError(budget.too_small_message() if budget is not None and budget.refused else
+                           f"{outcome.budget_stop or 'budget'}: the budget ran out before one record was made; "
+                           "nothing was published")
+    if not outcome.records:
+        raise DatagenError(f"{recipe}: no record survived ({_reasons(outcome.rejected)}); nothing was published; "
+                           "rejected candidates are not kept without a version, see the log above")
+    log = get_run_logger()
+    if outcome.partial == "budget":
+        log.warning("budget reached (%s): publishing the %d records made so far", outcome.budget_stop,
+                    len(outcome.records))
+    elif outcome.partial:
+        log.warning("stopped early, %s", outcome.partial_reason or outcome.partial)
+    teacher_info = {**cfg.public(), "model": model, "model_file": model_file, "sampling": outcome.sampling}
+    extra = dict(outcome.extra)
+    extra["judge"] = ({**judge_cfg.public(), "model": judge_model} if judge_cfg is not None
+                      else {"same_as": "teacher", "model": judge_model})
+    extra["budget"] = budget.to_dict() if budget else None
+    extra["partial_reason"] = outcome.partial_reason or None
+    extra["stages"] = outcome.stages
+    manifest = build_manifest(
+        recipe=recipe, run_id=run["run_id"],
+        config={k: v for k, v in run.items() if k not in ("teacher", "judge")}
+        | {"teacher_flags": run.get("teacher", {}), "judge_flags": run.get("judge", {})},
+        seeds=outcome.source, templates=outcome.templates, teacher=teacher_info, counts=outcome.counts,
+        usage=usages, timings=timings, rejected=outcome.rejected, partial=outcome.partial,
+        parent=outcome.parent, extra=extra)
+    prog = progress.current()
+    prog.stage = "publish"
+    path = publish(store, run["run_id"], outcome.records, outcome.rejected, manifest)
+    cache.close()
+    claim.release()
+    crash_point("flow.done")
+    prog.stage = "done"
+    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
+            "flow_run_id": str(runtime.flow_run.id)}
+
+
+def _reasons(rejected: list[dict[str, Any]]) -> str:
+    from collections import Counter
+    c = Counter(f"{r['stage']}: {r['reason']}" for r in rejected)
+    return ", ".join(f"{k} {n}" for k, n in c.most_common(6)) or "nothing was made"
