@@ -13,7 +13,22 @@ class Progress:
     stage: str = "starting"
     round: int = 0
     usages: list[Any] = field(default_factory=list)   # teacher.usage.Usage objects, one per role
+    concurrency: Any = None                           # the teacher's AdaptiveConcurrency: in flight / allowed
+    _rate: list[tuple[float, int]] = field(default_factory=list, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def in_flight(self) -> tuple[int, int] | None:
+        c = self.concurrency
+        return (c.in_flight, c.limit) if c is not None else None
+
+    def requests_per_s(self, now: float) -> float:
+        """Answered requests per second over the last ~10 s (sampled by whoever displays it)."""
+        n = self.totals()["requests"]
+        self._rate.append((now, n))
+        while len(self._rate) > 2 and now - self._rate[1][0] >= 10:
+            self._rate.pop(0)
+        t0, n0 = self._rate[0]
+        return (n - n0) / (now - t0) if now > t0 else 0.0
 
     def totals(self) -> dict[str, int]:
         out = {"requests": 0, "cache_hits": 0, "tokens": 0, "retries": 0}

@@ -47,7 +47,8 @@ def load_config(path: Path | None) -> dict[str, Any]:
 # Where a Self-Instruct setting can be given besides YAML and DATAGEN_<NAME>: its flag, for messages.
 SELF_INSTRUCT_FLAGS = {"num_instructions": "--num-instructions", "seed": "--seed",
                        "prompts_per_round": "--prompts-per-round", "rouge_tokenizer": "--rouge-tokenizer",
-                       "max_tokens": "--max-tokens", "prompts_dir": "--prompts"}
+                       "max_tokens": "--max-tokens", "prompts_dir": "--prompts", "schedule": "--schedule",
+                       "window": "--window"}
 
 
 def _env_value(name: str, text: str, default: Any) -> Any:
@@ -230,15 +231,23 @@ def base_run(*, name: str, out: Path, cfg: dict[str, Any], config_path: Path | N
 
 def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
                       teacher_flags: dict[str, Any], params: dict[str, Any], cache: Path | None = None,
-                      max_cost: float | None = None, max_total_tokens: int | None = None, variant: str = "self-instruct"):
+                      max_cost: float | None = None, max_total_tokens: int | None = None, variant: str = "self-instruct",
+                      judge_flags: dict[str, Any] | None = None, judging: dict[str, Any] | None = None):
     """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
     from datagen.methods.self_instruct import Templates
     from datagen.store.seeds import load_seeds
 
     run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
-                                cache=cache, max_cost=max_cost, max_total_tokens=max_total_tokens)
+                                judge_flags=judge_flags, cache=cache, max_cost=max_cost,
+                                max_total_tokens=max_total_tokens)
     load_seeds(seeds)
     where = str(config_path or "config")
+    # Self-Instruct judges nothing unless asked (the paper has no judge): mode defaults to off here.
+    judging = dict(judging or {})
+    section = dict(cfg.get("judging") or {}) if isinstance(cfg.get("judging"), dict) else cfg.get("judging")
+    if isinstance(section, dict):
+        section.setdefault("mode", "off")
+    run["judging"] = _judging(judging, cfg, where, section if section is not None else {"mode": "off"})
     if variant == "alpaca":
         from datagen.methods.alpaca import AlpacaParams, AlpacaTemplates
         flag_names = {**SELF_INSTRUCT_FLAGS}
@@ -288,43 +297,28 @@ def _judging(flags: dict[str, Any], cfg: dict[str, Any], where: str, section: An
                            JUDGE_FLAGS, where)
 
 
-def evol_run(*, input: str, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
-             teacher_flags: dict[str, Any], judge_flags: dict[str, Any], params: dict[str, Any],
-             judging: dict[str, Any], cache: Path | None = None, max_cost: float | None = None,
-             max_total_tokens: int | None = None):
+def recipe_run(recipe: str, *, input: str, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
+               teacher_flags: dict[str, Any], judge_flags: dict[str, Any], params: dict[str, Any],
+               judging: dict[str, Any], cache: Path | None = None, max_cost: float | None = None,
+               max_total_tokens: int | None = None):
+    """The run of a recipe that starts from instructions (`evol` or `distill`): the common checks, the
+    method's typed settings (flags > YAML section > defaults), its templates, the input and the judge."""
+    from datagen.methods.distill import DistillParams, DistillTemplates
     from datagen.methods.evol import EvolParams, EvolTemplates
     from datagen.methods.judge import JudgeTemplates
     from datagen.store.sources import load_instructions
 
+    cls, templates, flag_names = {"evol": (EvolParams, EvolTemplates, EVOL_FLAGS),
+                                  "distill": (DistillParams, DistillTemplates, DISTILL_FLAGS)}[recipe]
     run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
                                 judge_flags=judge_flags, cache=cache, max_cost=max_cost,
                                 max_total_tokens=max_total_tokens)
     where = str(config_path or "config")
-    merged = resolve_section(EvolParams, params, cfg.get("evol"), "evol", EVOL_FLAGS, where)
-    EvolTemplates.load(merged["prompts_dir"])
+    merged = resolve_section(cls, params, cfg.get(recipe), recipe, flag_names, where)
+    templates.load(merged["prompts_dir"])
     JudgeTemplates.load(merged["prompts_dir"])
     load_instructions(input, out)
-    run.update({"input": _input_spec(input), "evol": merged, "judging": _judging(judging, cfg, where)})
-    return run, teacher_cfg
-
-
-def distill_run(*, input: str, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
-                teacher_flags: dict[str, Any], judge_flags: dict[str, Any], params: dict[str, Any],
-                judging: dict[str, Any], cache: Path | None = None, max_cost: float | None = None,
-                max_total_tokens: int | None = None):
-    from datagen.methods.distill import DistillParams, DistillTemplates
-    from datagen.methods.judge import JudgeTemplates
-    from datagen.store.sources import load_instructions
-
-    run, teacher_cfg = base_run(name=name, out=out, cfg=cfg, config_path=config_path, teacher_flags=teacher_flags,
-                                judge_flags=judge_flags, cache=cache, max_cost=max_cost,
-                                max_total_tokens=max_total_tokens)
-    where = str(config_path or "config")
-    merged = resolve_section(DistillParams, params, cfg.get("distill"), "distill", DISTILL_FLAGS, where)
-    DistillTemplates.load(merged["prompts_dir"])
-    JudgeTemplates.load(merged["prompts_dir"])
-    load_instructions(input, out)
-    run.update({"input": _input_spec(input), "distill": merged, "judging": _judging(judging, cfg, where)})
+    run.update({"input": _input_spec(input), recipe: merged, "judging": _judging(judging, cfg, where)})
     return run, teacher_cfg
 
 

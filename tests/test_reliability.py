@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 TARGET = 6
 
 
-def _args(srv, out: Path, cfg: Path | None = None) -> list[str]:
+def _args(srv, out: Path, cfg: Path | None = None, schedule: str = "overlapped") -> list[str]:
     args = ["run", "self-instruct", "--seeds", "seeds/175.jsonl", "--num-instructions", str(TARGET),
             "--out", str(out), "--name", "rel", "--base-url", srv.base_url, "--model", "stub",
-            "--max-concurrency", "4", "--cache", str(out / "cache.sqlite")]
+            "--max-concurrency", "4", "--cache", str(out / "cache.sqlite"), "--schedule", schedule]
     return args + (["--config", str(cfg)] if cfg else [])
 
 
@@ -43,14 +43,23 @@ def _latest_records(out: Path) -> str:
     return (d / (d / "LATEST").read_text().strip() / "records.jsonl").read_text()
 
 
+def _reference(tmp_path_factory, prefect_env, schedule):
+    out = tmp_path_factory.mktemp("reference-" + schedule)
+    with StubServer(StubConfig(responder=responder)) as srv:
+        p = run_cli(_args(srv, out, schedule=schedule), env=prefect_env)
+        assert p.returncode == 0, p.stderr[-3000:]
+        return {"records": _latest_records(out), "requests": _generation_requests(srv)}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, prefect_env):
     """An uninterrupted, fault-free run: the dataset every other run must reproduce."""
-    out = tmp_path_factory.mktemp("reference")
-    with StubServer(StubConfig(responder=responder)) as srv:
-        p = run_cli(_args(srv, out), env=prefect_env)
-        assert p.returncode == 0, p.stderr[-3000:]
-        return {"records": _latest_records(out), "requests": _generation_requests(srv)}
+    return _reference(tmp_path_factory, prefect_env, "overlapped")
+
+
+@pytest.fixture(scope="module")
+def reference_sequential(tmp_path_factory, prefect_env):
+    return _reference(tmp_path_factory, prefect_env, "sequential")
 
 
 def test_reference_run_is_complete(reference):
@@ -76,8 +85,10 @@ def test_thirty_percent_faults_same_records_retries_counted(tmp_path, prefect_en
 
 
 CRASH_POINTS = ["run.start", "teacher.before_request@3", "teacher.after_response@5", "teacher.after_cache_put@9",
-                "round.after_bootstrap", "round.after_classify", "round.after_instances", "filter.done",
-                "publish.staged", "publish.renamed", "publish.latest", "flow.done"]
+                "overlapped.after_fold@3", "overlapped.after_resolve@2", "filter.done",
+                "publish.staged", "publish.renamed", "publish.latest", "flow.done",
+                # the sequential schedule's own steps
+                "round.after_bootstrap", "round.after_classify", "round.after_instances"]
 
 
 def _assert_no_partial_version(out: Path) -> None:
@@ -93,9 +104,11 @@ def _assert_no_partial_version(out: Path) -> None:
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
-def test_sigkill_then_rerun_loses_nothing(tmp_path, prefect_env, reference, point):
+def test_sigkill_then_rerun_loses_nothing(tmp_path, prefect_env, reference, reference_sequential, point):
+    schedule = "sequential" if point.startswith("round.") else "overlapped"
+    reference = reference_sequential if schedule == "sequential" else reference
     with StubServer(StubConfig(responder=responder)) as srv:
-        p = run_cli(_args(srv, tmp_path), env={**prefect_env, "DATAGEN_CRASH_AT": point})
+        p = run_cli(_args(srv, tmp_path, schedule=schedule), env={**prefect_env, "DATAGEN_CRASH_AT": point})
         assert p.returncode == -9, (point, p.returncode, p.stderr[-2000:])
         _assert_no_partial_version(tmp_path)
         cached = 0
@@ -104,7 +117,7 @@ def test_sigkill_then_rerun_loses_nothing(tmp_path, prefect_env, reference, poin
                 if db.execute("SELECT name FROM sqlite_master WHERE name = 'responses'").fetchone():
                     cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         srv.reset()
-        p = run_cli(_args(srv, tmp_path), env=prefect_env)
+        p = run_cli(_args(srv, tmp_path, schedule=schedule), env=prefect_env)
         assert p.returncode == 0, p.stderr[-3000:]
         resent = _generation_requests(srv)
     assert _latest_records(tmp_path) == reference["records"]

@@ -32,7 +32,9 @@ def test_a_budget_too_small_for_one_request_publishes_nothing(tmp_path, prefect_
     assert not list((tmp_path / "out" / "r").glob(".runs/*"))      # no working folder left behind
 
 
-def test_a_stalled_run_says_what_stalled_means_and_what_to_do(tmp_path, prefect_env):
+@pytest.mark.parametrize("schedule, said", [("sequential", "2 bootstrap rounds"),
+                                            ("overlapped", "4 bootstrap prompts")])   # 2 rounds x 2 prompts
+def test_a_stalled_run_says_what_stalled_means_and_what_to_do(tmp_path, prefect_env, schedule, said):
     """A teacher that only ever repeats itself: every candidate is a ROUGE-L duplicate."""
     def parrot(kind, body):
         prompt = body.get("prompt") or body["messages"][-1]["content"]
@@ -41,14 +43,14 @@ def test_a_stalled_run_says_what_stalled_means_and_what_to_do(tmp_path, prefect_
         return responder(kind, body)
 
     with StubServer(StubConfig(responder=parrot)) as srv:
-        p = _run(tmp_path, prefect_env, srv, "-n", "20", "--config",
+        p = _run(tmp_path, prefect_env, srv, "-n", "20", "--schedule", schedule, "--config",
                  str(_yaml(tmp_path, "self_instruct: {max_stalled_rounds: 2, prompts_per_round: 2}\n")))
     assert p.returncode == 0, p.stderr[-2000:]
     version = tmp_path / "out" / "r" / "v0001"
     manifest = json.loads((version / "manifest.json").read_text())
     assert manifest["partial"] == "stalled"
     reason = manifest["partial_reason"]
-    assert "2 bootstrap rounds in a row accepted no new instruction" in reason and "seed pool" in reason
+    assert f"{said} in a row accepted no new instruction" in reason and "seed pool" in reason
     assert "Partial version" in (version / "README.md").read_text()
     assert "accepted no new instruction" in p.stderr       # the summary says it too
 

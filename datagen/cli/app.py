@@ -26,6 +26,11 @@ class Variant(str, Enum):
     alpaca = "alpaca"
 
 
+class Schedule(str, Enum):
+    overlapped = "overlapped"
+    sequential = "sequential"
+
+
 class JudgeMode(str, Enum):
     hard = "hard"
     all = "all"

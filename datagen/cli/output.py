@@ -30,12 +30,19 @@ def progress_view(p: progress.Progress, started: float) -> Table:
         f"[bold]{p.stage}[/] round {p.round}",
         f"instructions [bold green]{p.accepted}[/]/{p.target}" if p.target else f"kept [bold green]{p.accepted:,}[/]",
         f"requests {t['requests']}",
+        _flight(p),
         f"cache hits {t['cache_hits']}",
         f"retries {t['retries']}",
         f"tokens {t['tokens']:,}",
         f"{time.monotonic() - started:5.0f} s",
     )
     return table
+
+
+def _flight(p: progress.Progress) -> str:
+    f = p.in_flight()
+    rate = p.requests_per_s(time.monotonic())
+    return (f"in flight {f[0]}/{f[1]}, " if f else "") + f"{rate:.1f} req/s"
 
 
 def run_with_progress(start, target: int = 0, cache: str | None = None) -> None:
@@ -95,7 +102,7 @@ def _run_and_settle(start) -> dict[str, Any]:
 def _plain_line(p: progress.Progress, started: float) -> str:
     t = p.totals()
     done = f"instructions {p.accepted}/{p.target}" if p.target else f"kept {p.accepted:,}"
-    return (f"progress: {p.stage} round {p.round}, {done}, requests {t['requests']}, cache hits {t['cache_hits']}, "
+    return (f"progress: {p.stage} round {p.round}, {done}, requests {t['requests']} ({_flight(p)}), cache hits {t['cache_hits']}, "
             f"retries {t['retries']}{_retry_detail(p)}, tokens {t['tokens']:,}, {time.monotonic() - started:.0f} s")
 
 

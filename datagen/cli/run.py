@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from datagen.cli.app import Api, JudgeMode, Tokenizer, Variant, run_app
+from datagen.cli.app import Api, JudgeMode, Schedule, Tokenizer, Variant, run_app
 from datagen.cli.output import console, plain_progress_interval, prefect_defaults, run_with_progress
 from datagen.errors import DatagenError
 
@@ -25,7 +25,9 @@ def run_self_instruct(
     api: Optional[Api] = typer.Option(None, "--api", help="completions (default; legacy endpoint, as the paper) or chat (same prompts as chat messages)."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens (the paper's values otherwise)."),
-    prompts_per_round: Optional[int] = typer.Option(None, "--prompts-per-round", min=1, help="Bootstrap prompts per round at most (default 8)."),
+    prompts_per_round: Optional[int] = typer.Option(None, "--prompts-per-round", min=1, help="Bootstrap prompts per round at most (default 8; sequential schedule)."),
+    schedule: Optional[Schedule] = typer.Option(None, "--schedule", help="overlapped (default: bootstrap, classification and instances in flight together, up to --max-concurrency) or sequential (the released code's round-by-round loop)."),
+    window: Optional[int] = typer.Option(None, "--window", min=1, help="Overlapped schedule: prompt k samples the pool as it stood after answer k-W (default: --max-concurrency). Same seeds, --seed and window = same dataset."),
     rouge_tokenizer: Optional[Tokenizer] = typer.Option(None, "--rouge-tokenizer", help="rouge_score (default; faithful, drops non-Latin text) or unicode (dedups every script)."),
     prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own prompt templates (prompts/self_instruct/*.txt layout)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
@@ -40,6 +42,10 @@ def run_self_instruct(
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate requests, tokens and cost from the real prompts; call nothing, publish nothing."),
     assume_from: Optional[str] = typer.Option(None, "--assume-from", help="For --dry-run: take yields and output lengths from an earlier version (NAME[@vN] under --out, or a manifest.json)."),
     variant: Variant = typer.Option(Variant.self_instruct, "--variant", help="self-instruct (default: the paper's pipeline) or alpaca (Stanford Alpaca: 20 instructions with input and output per call, 3 seeds per prompt)."),
+    judge: Optional[JudgeMode] = typer.Option(None, "--judge", help="Judge the finished records: off (default, as the paper), hard (only those cheap signals flag: ROUGE-L just under the threshold, length near a bound, one-label classification, short or hedging outputs) or all."),
+    judge_min_score: Optional[int] = typer.Option(None, "--judge-min-score", help="Judged records scoring below this (1-10, default 5) are rejected."),
+    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
     from datagen.runspec import load_config, self_instruct_run
@@ -57,9 +63,13 @@ def run_self_instruct(
     run, teacher_cfg, params = self_instruct_run(
         seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
         max_cost=max_cost, max_total_tokens=max_total_tokens, variant=variant.value,
+        judge_flags={"base_url": judge_base_url, "model": judge_model},
+        judging={"mode": judge.value if judge else None, "min_score": judge_min_score},
         params={"num_instructions": num_instructions, "seed": seed, "prompts_per_round": prompts_per_round,
                 "rouge_tokenizer": rouge_tokenizer.value if rouge_tokenizer else None, "max_tokens": max_tokens,
-                "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None})
+                "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None,
+                **({"schedule": schedule.value if schedule else None, "window": window}
+                   if variant is Variant.self_instruct else {})})
     prices = Prices(run["prices"])
     if assume_from and not dry_run:
         raise DatagenError("--assume-from: only used with --dry-run (it calibrates the estimate); add --dry-run or drop it")
@@ -81,13 +91,28 @@ def run_self_instruct(
                        cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
 
 
-# Options every teacher-calling recipe shares, declared once.
-def _opt(default, *names, **kw):
-    return typer.Option(default, *names, **kw)
+# Options the instruction-driven recipes (evol-instruct, distill, pipeline) share, declared once: each
+# call makes a fresh Typer option with the same flag and help everywhere.
+_SHARED = {
+    "base_url": (("--base-url",), {"help": "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."}),
+    "model": (("--model",), {"help": "Model name at the endpoint (required with --base-url)."}),
+    "judge_min_score": (("--judge-min-score",), {"help": "Judged records scoring below this (1-10, default 5) are rejected."}),
+    "judge_base_url": (("--judge-base-url",), {"help": "The judge's own endpoint (default: the teacher's)."}),
+    "judge_model": (("--judge-model",), {"help": "The judge's model (required with --judge-base-url)."}),
+    "max_concurrency": (("--max-concurrency",), {"min": 1, "help": "Requests in flight at once (default 8)."}),
+    "cache": (("--cache",), {"help": "Response cache file (default OUT/.cache/responses.sqlite)."}),
+    "max_cost": (("--max-cost",), {"min": 0, "help": "Stop before the estimated cost (USD, from `prices:`) would exceed this; publish what is done."}),
+    "max_total_tokens": (("--max-total-tokens",), {"min": 1, "help": "Stop before input+output tokens would exceed this; publish what is done."}),
+    "rpm": (("--rpm",), {"min": 1, "help": "Requests per minute at most."}),
+    "tpm": (("--tpm",), {"min": 1, "help": "Tokens per minute at most."}),
+    "refresh": (("--refresh",), {"help": "Ask again for every request and overwrite cached answers."}),
+    "no_cache": (("--no-cache",), {"help": "Neither read nor write the response cache."}),
+}
 
 
-BASE_URL = lambda: _opt(None, "--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher).")  # noqa: E731
-MODEL = lambda: _opt(None, "--model", help="Model name at the endpoint (required with --base-url).")  # noqa: E731
+def shared(name: str):
+    flags, kw = _SHARED[name]
+    return typer.Option(False if name in ("refresh", "no_cache") else None, *flags, **kw)
 
 
 def _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache) -> dict[str, Any]:
@@ -127,32 +152,32 @@ def run_evol_instruct(
     name: str = typer.Option("evol-instruct", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets (and where --input names are looked up)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for operations and sampling (default 42)."),
-    base_url: Optional[str] = BASE_URL(), model: Optional[str] = MODEL(),
+    base_url: Optional[str] = shared("base_url"), model: Optional[str] = shared("model"),
     judge: Optional[JudgeMode] = typer.Option(None, "--judge", help="Which evolved records the judge scores: hard (default: only those cheap signals flag), all, off. Rule 1's Equal check always runs."),
-    judge_min_score: Optional[int] = typer.Option(None, "--judge-min-score", help="Judged records scoring below this (1-10, default 5) are rejected."),
-    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    judge_min_score: Optional[int] = shared("judge_min_score"),
+    judge_base_url: Optional[str] = shared("judge_base_url"),
+    judge_model: Optional[str] = shared("judge_model"),
+    max_concurrency: Optional[int] = shared("max_concurrency"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens."),
     prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own templates (prompts/evol/*.txt, prompts/judge/score.txt layout)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop before the estimated cost (USD) would exceed this; publish what is done."),
-    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this."),
-    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most."),
-    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most."),
+    cache: Optional[Path] = shared("cache"),
+    max_cost: Optional[float] = shared("max_cost"),
+    max_total_tokens: Optional[int] = shared("max_total_tokens"),
+    rpm: Optional[float] = shared("rpm"),
+    tpm: Optional[float] = shared("tpm"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, judge:, evol:, judging:, prices:, budget:)."),
-    refresh: bool = typer.Option(False, "--refresh", help="Ask again for every request and overwrite cached answers."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+    refresh: bool = shared("refresh"),
+    no_cache: bool = shared("no_cache"),
 ) -> None:
     """Evolve instructions with Evol-Instruct (M rounds, with elimination) and publish the survivors."""
-    from datagen.runspec import evol_run, load_config, parse_weights
+    from datagen.runspec import load_config, parse_weights, recipe_run
 
     if rounds is not None and rounds < 1:
         raise DatagenError(f"--rounds: must be at least 1, got {rounds}")
     flags = _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache)
     cfg = load_config(config)
-    run, teacher_cfg = evol_run(
-        input=input, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=flags,
+    run, teacher_cfg = recipe_run(
+        "evol", input=input, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=flags,
         judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache, max_cost=max_cost,
         max_total_tokens=max_total_tokens,
         params={"rounds": rounds, "seed": seed, "weights": parse_weights(weights), "max_tokens": max_tokens,
@@ -170,31 +195,31 @@ def run_distill(
     name: str = typer.Option("distill", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets (and where --input names are looked up)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for sampling (default 42)."),
-    base_url: Optional[str] = BASE_URL(), model: Optional[str] = MODEL(),
+    base_url: Optional[str] = shared("base_url"), model: Optional[str] = shared("model"),
     judge: Optional[JudgeMode] = typer.Option(None, "--judge", help="Which answers the judge scores: hard (default: only flagged ones), all, off. --samples > 1 always scores every sample."),
-    judge_min_score: Optional[int] = typer.Option(None, "--judge-min-score", help="Judged records scoring below this (1-10, default 5) are rejected."),
-    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
+    judge_min_score: Optional[int] = shared("judge_min_score"),
+    judge_base_url: Optional[str] = shared("judge_base_url"),
+    judge_model: Optional[str] = shared("judge_model"),
+    max_concurrency: Optional[int] = shared("max_concurrency"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Cap every request's max_tokens (answers: 1024 otherwise)."),
     keep_truncated: bool = typer.Option(False, "--keep-truncated", help="Keep answers cut by max_tokens (rejected as answer_cut_by_length otherwise)."),
     prompts_dir: Optional[Path] = typer.Option(None, "--prompts", help="Folder with your own templates (prompts/distill/followup.txt, prompts/judge/score.txt)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop before the estimated cost (USD) would exceed this."),
-    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this."),
-    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most."),
-    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most."),
+    cache: Optional[Path] = shared("cache"),
+    max_cost: Optional[float] = shared("max_cost"),
+    max_total_tokens: Optional[int] = shared("max_total_tokens"),
+    rpm: Optional[float] = shared("rpm"),
+    tpm: Optional[float] = shared("tpm"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, judge:, distill:, judging:, prices:, budget:)."),
-    refresh: bool = typer.Option(False, "--refresh", help="Ask again for every request and overwrite cached answers."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+    refresh: bool = shared("refresh"),
+    no_cache: bool = shared("no_cache"),
 ) -> None:
     """Have the teacher answer instructions (or hold multi-turn conversations; best of K) and publish."""
-    from datagen.runspec import distill_run, load_config
+    from datagen.runspec import load_config, recipe_run
 
     flags = _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache)
     cfg = load_config(config)
-    run, teacher_cfg = distill_run(
-        input=input, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=flags,
+    run, teacher_cfg = recipe_run(
+        "distill", input=input, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=flags,
         judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache, max_cost=max_cost,
         max_total_tokens=max_total_tokens,
         params={"turns": turns, "samples": samples, "system": system, "seed": seed, "max_tokens": max_tokens,
@@ -209,17 +234,17 @@ def run_pipeline(
     config: Path = typer.Option(..., "--config", help="Pipeline YAML: name, input, stages (self_instruct, evol, answer, judge, dedup, filters, publish), teacher:, judge:, prices:, budget:. See configs/."),
     name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the config's name:, else its file name)."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets (and where an input name is looked up)."),
-    base_url: Optional[str] = BASE_URL(), model: Optional[str] = MODEL(),
-    judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
-    max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, help="Requests in flight at once (default 8)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default OUT/.cache/responses.sqlite)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop before the estimated cost (USD) would exceed this."),
-    max_total_tokens: Optional[int] = typer.Option(None, "--max-total-tokens", min=1, help="Stop before input+output tokens would exceed this."),
-    rpm: Optional[float] = typer.Option(None, "--rpm", min=1, help="Requests per minute at most."),
-    tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute at most."),
-    refresh: bool = typer.Option(False, "--refresh", help="Ask again for every request and overwrite cached answers."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the response cache."),
+    base_url: Optional[str] = shared("base_url"), model: Optional[str] = shared("model"),
+    judge_base_url: Optional[str] = shared("judge_base_url"),
+    judge_model: Optional[str] = shared("judge_model"),
+    max_concurrency: Optional[int] = shared("max_concurrency"),
+    cache: Optional[Path] = shared("cache"),
+    max_cost: Optional[float] = shared("max_cost"),
+    max_total_tokens: Optional[int] = shared("max_total_tokens"),
+    rpm: Optional[float] = shared("rpm"),
+    tpm: Optional[float] = shared("tpm"),
+    refresh: bool = shared("refresh"),
+    no_cache: bool = shared("no_cache"),
 ) -> None:
     """Run the stages a YAML config chains (e.g. self_instruct -> evol -> answer -> judge -> dedup) as one run
     that publishes one version."""

@@ -10,11 +10,10 @@ from prefect.cache_policies import NONE
 
 from datagen.crashpoints import crash_point
 from datagen.flows.harness import Outcome, RunContext, run_recipe
-from datagen.flows.stages import StageResult, judge_stage, outcome_of
+from datagen.flows.stages import StageResult, then_judge
 from datagen.methods import distill
 from datagen.methods.judge import JudgeTemplates
 from datagen.records import Record
-from datagen.store.sources import load_instructions
 
 
 @task(name="answer-pass", cache_policy=NONE)
@@ -56,11 +55,7 @@ async def distill_flow(run: dict[str, Any]) -> dict[str, Any]:
 
 
 async def distill_stages(ctx: RunContext) -> Outcome:
-    run = ctx.run
-    inputs, source = load_instructions(run["input"], run["out"])
-    ctx.log.info("distill: %d instructions from %s, %d turn(s), best of %d, teacher %s", len(inputs), run["input"],
-                 run["distill"]["turns"], run["distill"]["samples"], ctx.teacher.model)
-    answered = await distill_stage(ctx, inputs, run["distill"])
-    judged = await judge_stage(ctx, answered.records, run["judging"], seed=run["distill"]["seed"],
-                               prompts_dir=run["distill"].get("prompts_dir"))
-    return outcome_of(run, source, len(inputs), [("distill", answered), ("judge", judged)])
+    p = ctx.run["distill"]
+    ctx.log.info("distill: %d turn(s), best of %d, teacher %s, judge %s", p["turns"], p["samples"], ctx.teacher.model,
+                 ctx.judge.model)
+    return await then_judge(ctx, "distill", distill_stage)

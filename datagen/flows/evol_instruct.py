@@ -11,11 +11,10 @@ from prefect.cache_policies import NONE
 
 from datagen.crashpoints import crash_point
 from datagen.flows.harness import Outcome, RunContext, run_recipe
-from datagen.flows.stages import StageResult, judge_stage, outcome_of
+from datagen.flows.stages import StageResult, then_judge
 from datagen.methods import evol
 from datagen.methods.judge import JudgeTemplates
 from datagen.records import Record
-from datagen.store.sources import load_instructions
 
 
 @task(name="evol-round", cache_policy=NONE)
@@ -59,11 +58,6 @@ async def evol_instruct_flow(run: dict[str, Any]) -> dict[str, Any]:
 
 
 async def evol_instruct_stages(ctx: RunContext) -> Outcome:
-    run = ctx.run
-    inputs, source = load_instructions(run["input"], run["out"])
-    ctx.log.info("evol-instruct: %d instructions from %s, %d rounds, teacher %s, judge %s", len(inputs), run["input"],
-                 run["evol"]["rounds"], ctx.teacher.model, ctx.judge.model)
-    evolved = await evol_stage(ctx, inputs, run["evol"])
-    judged = await judge_stage(ctx, evolved.records, run["judging"], seed=run["evol"]["seed"],
-                               prompts_dir=run["evol"].get("prompts_dir"))
-    return outcome_of(run, source, len(inputs), [("evol", evolved), ("judge", judged)])
+    ctx.log.info("evol-instruct: %d rounds, teacher %s, judge %s", ctx.run["evol"]["rounds"], ctx.teacher.model,
+                 ctx.judge.model)
+    return await then_judge(ctx, "evol", evol_stage)

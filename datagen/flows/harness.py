@@ -71,12 +71,13 @@ class Outcome:
     partial_reason: str = ""
     budget_stop: str = ""                          # set when the budget refused a request
     stages: list[str] = field(default_factory=list)  # the method's stages, for the card and the summary
+    ancestors: list[Record] = field(default_factory=list)  # unpublished records the published descend from
 
 
 @task(name="publish", cache_policy=NONE)
 def publish(store: DatasetStore, run_id: str, records: list[Record], rejected: list[dict[str, Any]],
-            manifest: dict[str, Any]) -> str:
-    path = store.publish(run_id, records, rejected, manifest, dataset_card(store.name, manifest))
+            manifest: dict[str, Any], ancestors: list[Record] | None = None) -> str:
+    path = store.publish(run_id, records, rejected, manifest, dataset_card(store.name, manifest), ancestors or [])
     get_run_logger().info("published %s (%d records)", path, len(records))
     return str(path)
 
@@ -137,6 +138,7 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
             ctx = RunContext(run=run, store=store, work=work, teacher=teacher, judge=judge, config=cfg,
                              judge_config=judge_cfg, budget=budget)
             progress.current().usages = [teacher.usage, judge.usage]
+            progress.current().concurrency = teacher.concurrency
             outcome = await body(ctx)
         finally:
             if judge_own is not None:
@@ -157,8 +159,14 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
                            f"{outcome.budget_stop or 'budget'}: the budget ran out before one record was made; "
                            "nothing was published")
     if not outcome.records:
+        # Nothing to publish, but every dropped candidate is still kept with its reason: the error names
+        # the file, so the working folder that holds it is not discarded.
+        kept = store.work_dir(run["run_id"]) / "rejected.jsonl"
+        with open(kept, "w", encoding="utf-8") as f:
+            for row in outcome.rejected:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
         raise DatagenError(f"{recipe}: no record survived ({_reasons(outcome.rejected)}); nothing was published; "
-                           "rejected candidates are not kept without a version, see the log above")
+                           f"the {len(outcome.rejected):,} rejected candidates and their reasons are in {kept}")
     log = get_run_logger()
     if outcome.partial == "budget":
         log.warning("budget reached (%s): publishing the %d records made so far", outcome.budget_stop,
@@ -181,7 +189,7 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
         parent=outcome.parent, extra=extra)
     prog = progress.current()
     prog.stage = "publish"
-    path = publish(store, run["run_id"], outcome.records, outcome.rejected, manifest)
+    path = publish(store, run["run_id"], outcome.records, outcome.rejected, manifest, outcome.ancestors)
     cache.close()
     claim.release()
     crash_point("flow.done")

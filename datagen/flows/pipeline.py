@@ -34,6 +34,7 @@ async def pipeline_stages(ctx: RunContext) -> Outcome:
     if run.get("input"):
         records, source = load_instructions(run["input"], run["out"], flag=f"{run['config_path']}: input")
         n_inputs = len(records)
+    inputs = list(records)
     done: list[tuple[str, StageResult]] = []
     for i, stage in enumerate(run["stages"], 1):
         kind, label = stage["kind"], f"{i}.{stage['kind']}"
@@ -62,4 +63,4 @@ async def pipeline_stages(ctx: RunContext) -> Outcome:
             ctx.log.warning("pipeline: the budget stopped stage %s; later stages run on what it finished", label)
         if not records:
             break
-    return outcome_of(run, source, n_inputs, done)
+    return outcome_of(run, source, n_inputs, done, inputs)

@@ -16,6 +16,7 @@ from prefect.cache_policies import NONE
 
 from datagen.crashpoints import crash_point
 from datagen.flows.harness import Outcome, RunContext, run_recipe
+from datagen.flows.stages import judge_stage
 from datagen.methods.self_instruct import (MachineTask, SelfInstructParams, SelfInstructState, Templates,
                                            sampling_table)
 from datagen.records import Record
@@ -48,6 +49,25 @@ async def instance_batch(state: SelfInstructState, teacher: Teacher, batch: list
                           "" if len(batch) == 1 else "s", min(done, target), target, extra)
 
 
+@task(name="generate-overlapped", cache_policy=NONE)
+async def overlapped_generation(state: SelfInstructState, teacher: Teacher, window: int) -> None:
+    """Bootstrap, classification and instances in flight together (datagen.methods.overlapped)."""
+    from datagen import progress
+    from datagen.methods.overlapped import OverlappedRun
+
+    prog = progress.current()
+    run = OverlappedRun(state, window)
+
+    def moved(r: OverlappedRun) -> None:
+        prog.round = len(r.prompts)
+        prog.accepted = min(r.with_instances, state.params.num_instructions)
+
+    run.on_progress = moved
+    await run.run(teacher)
+    get_run_logger().info("overlapped generation (window %d): %d bootstrap prompts, %d instructions with instances "
+                          "(%s)", window, len(run.prompts), len(state.done), state.stop_reason)
+
+
 @task(name="filter", cache_policy=NONE)
 def final_filter(state: SelfInstructState, model: str) -> list[Record]:
     state.finish()
@@ -75,9 +95,16 @@ async def self_instruct_stages(ctx: RunContext) -> Outcome:
     state = SelfInstructState(seeds, params, templates)
     prog, teacher = ctx.progress, ctx.teacher
     prog.target = params.num_instructions
-    ctx.log.info("self-instruct: %d seeds from %s, target %d instructions, teacher %s (%s)",
-                 len(seeds), run["seeds"], params.num_instructions, teacher.model, ctx.config.public()["host"])
-    while not state.finished():
+    ctx.log.info("self-instruct: %d seeds from %s, target %d instructions, teacher %s (%s), %s schedule",
+                 len(seeds), run["seeds"], params.num_instructions, teacher.model, ctx.config.public()["host"],
+                 params.schedule)
+    if params.schedule == "overlapped":
+        window = params.window or ctx.config.max_concurrency
+        prog.stage, prog.round = "generate (overlapped)", 0
+        t0 = time.monotonic()
+        await overlapped_generation(state, teacher, window)
+        ctx.timed("generate", t0)
+    while params.schedule == "sequential" and not state.finished():
         prog.stage, prog.round = "bootstrap", state.round + 1
         t0 = time.monotonic()
         if state.bootstrap_prompt_count():
@@ -104,7 +131,7 @@ async def self_instruct_stages(ctx: RunContext) -> Outcome:
     ctx.timed("filter", t0)
     prog.accepted = len(state.done)
     partial = None if state.stop_reason == "target_reached" else state.stop_reason
-    return Outcome(
+    outcome = Outcome(
         records=records, rejected=state.rejected, counts=state.summary_counts(len(records)),
         source={"path": str(run["seeds"]), "sha256": file_sha256(run["seeds"]), "count": len(seeds)},
         templates=templates.hashes(), sampling=sampling_table(params), partial=partial,
@@ -112,6 +139,15 @@ async def self_instruct_stages(ctx: RunContext) -> Outcome:
         stages=["bootstrap", "classify", "instances", "filter"],
         extra={"filters": {"rouge_l": {"threshold": params.rouge_threshold,
                                        "tokenizer": state.novelty.tokenizer_name}}})
+    judging = run.get("judging") or {"mode": "off"}
+    if judging["mode"] != "off" and records:
+        judged = await judge_stage(ctx, records, {**judging, "rouge_threshold": params.rouge_threshold},
+                                   seed=params.seed, prompts_dir=params.prompts_dir)
+        outcome.records, outcome.rejected = judged.records, [*outcome.rejected, *judged.rejected]
+        outcome.counts = {**outcome.counts, "records": len(judged.records), "per_stage": {"judge": judged.counts}}
+        outcome.templates.update(judged.templates)
+        outcome.stages.append("judge")
+    return outcome
 
 
 async def alpaca_stages(ctx: RunContext) -> Outcome:

@@ -76,9 +76,30 @@ async def curate_stage(ctx: RunContext, records: list[Record], chain: list[Any],
     return StageResult(kept, rejected, counts, extra={"filters": chain})
 
 
-def outcome_of(run: dict[str, Any], source: Any, n_inputs: int, stages: list[tuple[str, StageResult]]) -> Outcome:
-    """One Outcome from a chain of stages: the last stage's records, every stage's rejects and counts."""
+def ancestors_of(records: list[Record], pool: list[Record]) -> list[Record]:
+    """The records of `pool` that `records` descend from (following parents), minus `records` themselves."""
+    by_id = {r.id: r for r in pool}
+    published = {r.id for r in records}
+    seen: set[str] = set()
+    todo = [p for r in records for p in r.parents]
+    while todo:
+        rid = todo.pop()
+        if rid in seen or rid in published or rid not in by_id:
+            continue
+        seen.add(rid)
+        todo.extend(by_id[rid].parents)
+    return [r for r in pool if r.id in seen]
+
+
+def outcome_of(run: dict[str, Any], source: Any, n_inputs: int, stages: list[tuple[str, StageResult]],
+               inputs: list[Record] | None = None) -> Outcome:
+    """One Outcome from a chain of stages: the last stage's records, every stage's rejects and counts,
+    and the inputs and intermediate records the published ones descend from (lineage.jsonl)."""
     records = stages[-1][1].records
+    pool = list(inputs or [])
+    for _, s in stages[:-1]:
+        pool.extend(s.records)
+    pool.extend(r for _, s in stages[-1:] for r in s.records)
     rejected = [row for _, s in stages for row in s.rejected]
     templates: dict[str, str] = {}
     sampling: dict[str, Any] = {}
@@ -97,4 +118,19 @@ def outcome_of(run: dict[str, Any], source: Any, n_inputs: int, stages: list[tup
                    source={"path": str(path), "sha256": file_sha256(path), "count": n_inputs},
                    templates=templates, sampling=sampling, extra=extra, parent=source.parent,
                    partial="budget" if budget_stop else None, partial_reason=budget_stop, budget_stop=budget_stop,
-                   stages=[name for name, _ in stages])
+                   stages=[name for name, _ in stages], ancestors=ancestors_of(records, pool))
+
+
+async def then_judge(ctx: RunContext, recipe: str, stage) -> Outcome:
+    """A recipe that starts from instructions: read `--input`, run the method's stage on them with the
+    run's `<recipe>` settings, then the judge of hard cases; the Outcome of both."""
+    from datagen.store.sources import load_instructions
+
+    run = ctx.run
+    params = run[recipe]
+    inputs, source = load_instructions(run["input"], run["out"])
+    ctx.log.info("%s: %d instructions from %s", recipe, len(inputs), run["input"])
+    made = await stage(ctx, inputs, params)
+    judged = await judge_stage(ctx, made.records, run["judging"], seed=params["seed"],
+                               prompts_dir=params.get("prompts_dir"))
+    return outcome_of(run, source, len(inputs), [(recipe, made), ("judge", judged)], inputs)

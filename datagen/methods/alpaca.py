@@ -8,21 +8,19 @@ novelty rule. Plain async Python over a Teacher: no Prefect, no network code.
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datagen.filters.instruction import ALPACA_BLACKLIST, InstructionRules
-from datagen.filters.rouge_novelty import RougeNovelty
+from datagen.methods.common import BootstrapState, rouge_scores
 from datagen.methods.templates import Template, load_template
-from datagen.records import Record, content_id
+from datagen.records import Record
 from datagen.store.seeds import SeedTask
-from datagen.teacher.client import BudgetExhausted, Completion, Teacher
+from datagen.teacher.client import Teacher
 
 # generate_instruction.py: a non-numbered item split (`###`), then `k. Instruction:/Input:/Output:`.
 _FIELDS = re.compile(r"\d+\s?\.\s?(Instruction|Input|Output):")
@@ -160,86 +158,30 @@ def prompts_needed(remaining: int, per_call: int, per_round: int) -> int:
     return max(1, min(per_round, math.ceil(max(remaining, 0) / per_call)))
 
 
-class AlpacaState:
+class AlpacaState(BootstrapState):
     """Everything an Alpaca run knows between rounds. Answers are folded in request order, so the same
     seeds, flags and teacher answers always give the same dataset, whatever order answers arrive in."""
 
+    stall_unit = "round"
+    stall_setting = "config alpaca.rouge_threshold"
+
+    variant_meta = {"variant": "alpaca"}
+
     def __init__(self, seeds: list[SeedTask], params: AlpacaParams, templates: AlpacaTemplates):
-        self.seeds = seeds
-        self.params = params
+        super().__init__(seeds, params)
         self.templates = templates
         self.rules = InstructionRules(min_words=4, max_words=150, blacklist=ALPACA_BLACKLIST)
-        self.novelty = RougeNovelty(threshold=params.rouge_threshold, tokenizer=params.rouge_tokenizer)
-        for s in seeds:
-            self.novelty.add(s.instruction)
         # Seeds with an instance make complete examples; a pool without any falls back to all seeds.
         self.examples = [s for s in seeds if s.instances] or list(seeds)
         self.rng = random.Random(params.seed)
         self.done: list[AlpacaTask] = []
-        self.rejected: list[dict[str, Any]] = []
-        self.counts: Counter = Counter()
-        self.round = 0
-        self.prompts_sent = 0
-        self.stalled = 0
-        self.stop_reason = ""
-        self.budget_stop = ""   # set when the teacher's budget refused a request
-
-    async def _ask_all(self, requests: list) -> list[Completion | None]:
-        """All answers in request order; None where the budget refused the request."""
-        results = await asyncio.gather(*requests, return_exceptions=True)
-        out: list[Completion | None] = []
-        for r in results:
-            if isinstance(r, BudgetExhausted):
-                self.budget_stop = r.reason
-                out.append(None)
-            elif isinstance(r, BaseException):
-                raise r
-            else:
-                out.append(r)
-        return out
 
     # --- decisions -------------------------------------------------------------------------------
-    def needed(self) -> int:
-        return max(0, self.params.num_instructions - len(self.done))
-
-    def finished(self) -> bool:
-        if self.budget_stop:
-            self.stop_reason = "budget"
-            return True
-        if self.needed() == 0:
-            self.stop_reason = self.stop_reason or "target_reached"
-            return True
-        if self.stalled >= self.params.max_stalled_rounds:
-            self.stop_reason = "stalled"
-            return True
-        return False
-
-    def stop_explanation(self) -> str:
-        if self.stop_reason == "stalled":
-            n = self.params.max_stalled_rounds
-            return (f"stalled: {n} round{'s' if n != 1 else ''} in a row accepted no new instruction "
-                    "(every candidate was filtered; rejected.jsonl says why); try a larger or more varied seed "
-                    "pool, a higher rouge_threshold, or a stronger teacher")
-        if self.stop_reason == "budget":
-            return self.budget_stop or "budget"
-        return ""
 
     def prompt_count(self) -> int:
         if self.needed() == 0 or self.stalled >= self.params.max_stalled_rounds:
             return 0
         return prompts_needed(self.needed(), self.params.instructions_per_call, self.params.prompts_per_round)
-
-    def reject(self, stage: str, reason: str, text: str, detail: dict[str, Any] | None = None,
-               record: dict[str, Any] | None = None) -> None:
-        self.counts[f"rejected.{stage}.{reason}"] += 1
-        detail = detail or {}
-        if record is None:
-            inp, out = str(detail.get("input", "")), str(detail.get("output", ""))
-            record = Record(instruction=text, input=inp, output=out, method="self_instruct", round=self.round,
-                            meta={"variant": "alpaca"}).to_dict()
-        row = {"id": record.get("id") or content_id(text), "stage": stage, "reason": reason, "detail": detail,
-               "text": text, "record": record}
-        self.rejected.append(row)
 
     # --- steps -----------------------------------------------------------------------------------
     def _prompts(self, n: int) -> list[tuple[str, list[str]]]:
@@ -293,7 +235,7 @@ class AlpacaState:
                     continue
                 self.done.append(AlpacaTask(instruction=text, input=item["input"], output=item["output"],
                                             round=self.round, parents=list(parents), request=answer.key,
-                                            scores=_rouge_scores(verdict.detail)))
+                                            scores=rouge_scores(verdict.detail)))
                 accepted += 1
         self.counts["alpaca.accepted"] += accepted
         self.stalled = 0 if accepted else self.stalled + 1
@@ -303,15 +245,7 @@ class AlpacaState:
         """Nothing to trim: items beyond the target were rejected as they were folded in."""
 
     def summary_counts(self, n_records: int) -> dict[str, Any]:
-        return {
-            **{k: v for k, v in sorted(self.counts.items()) if not k.startswith("rejected.")},
-            "seeds": len(self.seeds),
-            "rounds": self.round,
-            "alpaca.prompts": self.prompts_sent,
-            "instructions": len(self.done),
-            "records": n_records,
-            "rejected": len(self.rejected),
-        }
+        return super().summary_counts(n_records, prompts_key="alpaca.prompts")
 
     def records(self, teacher_model: str) -> list[Record]:
         return [Record(instruction=t.instruction, input=t.input, output=t.output, method="self_instruct",
@@ -324,8 +258,3 @@ class AlpacaState:
 def sampling_table(params: AlpacaParams) -> dict[str, dict[str, Any]]:
     """The request kind's sampling parameters, as sent (for the manifest)."""
     return {KIND: {**params.sampling(), "seed": "per request, from --seed"}}
-
-
-def _rouge_scores(detail: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rouge_max", "most_similar", "avg_similarity", "avg_similarity_n", "pool_size")
-    return {k: detail[k] for k in keys if k in detail}

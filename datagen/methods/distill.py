@@ -20,6 +20,7 @@ from typing import Any
 
 from datagen.methods import judge as judging
 from datagen.methods.evol import derived_seed
+from datagen.methods.common import capped, check_max_tokens
 from datagen.methods.templates import Template, load_template
 from datagen.records import Record
 from datagen.teacher.client import BudgetExhausted
@@ -45,15 +46,10 @@ class DistillParams:
                 raise ValueError(f"{name}: must be a whole number between 1 and {high}, got {v!r}")
         if not isinstance(self.system, str):
             raise ValueError(f"system: expected a string, got {self.system!r}")
-        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
-                                            or self.max_tokens < 1):
-            raise ValueError(f"max_tokens: must be a whole number of at least 1, got {self.max_tokens!r}")
+        check_max_tokens(self.max_tokens)
 
     def sampling(self, base: dict[str, Any]) -> dict[str, Any]:
-        p = dict(base)
-        if self.max_tokens is not None:
-            p["max_tokens"] = min(p["max_tokens"], self.max_tokens)
-        return p
+        return capped(base, self.max_tokens)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen.methods import judge as judging
+from datagen.methods.common import capped, check_max_tokens
 from datagen.methods.templates import Template, load_template
 from datagen.records import Record
 from datagen.teacher.client import BudgetExhausted
@@ -77,9 +78,7 @@ class EvolParams:
                 raise ValueError(f"weights: {op}: expected a number >= 0, got {w!r}")
         if not any(self.weights.get(op, 1.0) > 0 for op in OPERATIONS):
             raise ValueError("weights: every operation weighs 0; give at least one a positive weight")
-        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int)
-                                            or self.max_tokens < 1):
-            raise ValueError(f"max_tokens: must be a whole number of at least 1, got {self.max_tokens!r}")
+        check_max_tokens(self.max_tokens)
         if self.order not in ORDERS:
             raise ValueError(f"order: expected one of {', '.join(ORDERS)}, got {self.order!r}")
 
@@ -87,10 +86,7 @@ class EvolParams:
         return [float(self.weights.get(op, 1.0)) for op in OPERATIONS]
 
     def sampling(self, base: dict[str, Any]) -> dict[str, Any]:
-        p = dict(base)
-        if self.max_tokens is not None:
-            p["max_tokens"] = min(p["max_tokens"], self.max_tokens)
-        return p
+        return capped(base, self.max_tokens)
 
 
 @dataclass(frozen=True)

@@ -156,11 +156,16 @@ async def judge_records(records: list[Record], judge: Any, templates: JudgeTempl
     flag_single_label(records)
     flagged = {r.id: ([] if params.mode == "all" else signals(r, params.rouge_threshold)) for r in records}
     chosen = [r for r in records if params.mode == "all" or (params.mode == "hard" and flagged[r.id])]
+    # A record the judge already scored (best-of-K) is decided on that score: no second call.
+    scored = {r.id: (r.scores["judge"]["score"], r.scores["judge"].get("rationale", "")) for r in chosen
+              if isinstance(r.scores.get("judge"), dict) and isinstance(r.scores["judge"].get("score"), int)}
+    ask = [r for r in chosen if r.id not in scored]
     results = await asyncio.gather(*(score(judge, templates, *render_response(r), seed=derived_seed(seed, r.id, "judge"))
-                                     for r in chosen))
-    verdicts = {r.id: res for r, res in zip(chosen, results)}
+                                     for r in ask))
+    verdicts = {**scored, **{r.id: res for r, res in zip(ask, results)}}
     kept, rejected = [], []
-    counts: dict[str, Any] = {"records": len(records), "judged": len(chosen), "kept": 0, "below_min_score": 0,
+    counts: dict[str, Any] = {"records": len(records), "judged": len(chosen), "judge_calls": len(ask),
+                              "kept": 0, "below_min_score": 0,
                               "no_valid_answer": 0, "signals": {}}
     for r in records:
         for s in flagged[r.id]:
@@ -169,8 +174,8 @@ async def judge_records(records: list[Record], judge: Any, templates: JudgeTempl
             kept.append(r)
             continue
         value, rationale = verdicts[r.id]
-        r.scores["judge"] = {"score": value, "rationale": rationale, "signals": flagged[r.id],
-                             "min_score": params.min_score}
+        r.scores["judge"] = {**(r.scores.get("judge") or {}), "score": value, "rationale": rationale,
+                             "signals": flagged[r.id], "min_score": params.min_score}
         if value is None:
             counts["no_valid_answer"] += 1     # kept: a judge that could not answer is no verdict on the record
             kept.append(r)

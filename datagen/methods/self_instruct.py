@@ -7,22 +7,20 @@ plain async Python over a Teacher: no Prefect, no network code.
 """
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datagen.filters.instances import filter_instances
 from datagen.filters.instruction import InstructionRules
-from datagen.filters.rouge_novelty import RougeNovelty
+from datagen.methods.common import BootstrapState, rouge_scores
 from datagen.methods.templates import Template, load_template
 from datagen.records import Record, content_id
 from datagen.store.seeds import SeedTask
-from datagen.teacher.client import BudgetExhausted, Completion, Teacher
+from datagen.teacher.client import Completion, Teacher
 
 # Sampling exactly as the released scripts (bootstrap_instructions.py, identify_clf_or_not.py,
 # generate_instances.py).
@@ -54,6 +52,8 @@ class SelfInstructParams:
     seed: int = 42
     max_tokens: int | None = None       # caps every request's max_tokens (small models, tests)
     prompts_dir: str | None = None
+    schedule: str = "overlapped"        # overlapped (steps in flight together) | sequential (round by round)
+    window: int | None = None           # overlapped: bootstrap prompts ahead of the pool (None: max_concurrency)
 
     def __post_init__(self) -> None:
         for name, low, high in PARAM_RANGES:
@@ -72,6 +72,11 @@ class SelfInstructParams:
                              f"({self.prompt_instructions}), got {self.machine_in_prompt}")
         if self.rouge_tokenizer not in ("rouge_score", "unicode"):
             raise ValueError(f"rouge_tokenizer: expected rouge_score or unicode, got {self.rouge_tokenizer!r}")
+        if self.schedule not in ("overlapped", "sequential"):
+            raise ValueError(f"schedule: expected overlapped or sequential, got {self.schedule!r}")
+        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int)
+                                        or not 1 <= self.window <= 100_000):
+            raise ValueError(f"window: must be a whole number between 1 and 100000, got {self.window!r}")
         if self.prompts_dir is not None and not isinstance(self.prompts_dir, str):
             raise ValueError(f"prompts_dir: expected a folder path, got {self.prompts_dir!r}")
 
@@ -201,70 +206,25 @@ def batch_size(pending: float, need: float) -> int:
     return int(min(pending, need + math.ceil(need / 2)))
 
 
-class SelfInstructState:
+class SelfInstructState(BootstrapState):
     """Everything a Self-Instruct run knows between steps; methods below mutate it in a fixed order,
     so the same seeds, flags and teacher answers always give the same dataset."""
 
+    stall_unit = "bootstrap round"
+    stall_setting = "config self_instruct.rouge_threshold"
+
     def __init__(self, seeds: list[SeedTask], params: SelfInstructParams, templates: Templates):
-        self.seeds = seeds
-        self.params = params
+        super().__init__(seeds, params)
         self.templates = templates
         self.rules = InstructionRules()
-        self.novelty = RougeNovelty(threshold=params.rouge_threshold, tokenizer=params.rouge_tokenizer)
-        for s in seeds:
-            self.novelty.add(s.instruction)
         self.rng = random.Random(params.seed)
         self.machine: list[MachineTask] = []    # every instruction the bootstrap accepted (the pool)
         self.pending: list[MachineTask] = []    # accepted, instances not generated yet
         self.done: list[MachineTask] = []       # accepted with at least one valid instance
-        self.rejected: list[dict[str, Any]] = []
-        self.counts: Counter = Counter()
-        self.round = 0
-        self.prompts_sent = 0
-        self.stalled = 0
-        self.stop_reason = ""
-        self.budget_stop = ""   # set when the teacher's budget refused a request
-
-    async def _ask_all(self, requests: list) -> list[Completion | None]:
-        """All answers in order; None where the budget refused the request (the run then winds down)."""
-        results = await asyncio.gather(*requests, return_exceptions=True)
-        out: list[Completion | None] = []
-        for r in results:
-            if isinstance(r, BudgetExhausted):
-                self.budget_stop = r.reason
-                out.append(None)
-            elif isinstance(r, BaseException):
-                raise r
-            else:
-                out.append(r)
-        return out
 
     # --- decisions -------------------------------------------------------------------------------
-    def needed(self) -> int:
-        return max(0, self.params.num_instructions - len(self.done))
-
-    def finished(self) -> bool:
-        if self.budget_stop:
-            self.stop_reason = "budget"
-            return True
-        if self.needed() == 0:
-            self.stop_reason = self.stop_reason or "target_reached"
-            return True
-        if self.stalled >= self.params.max_stalled_rounds and not self.pending:
-            self.stop_reason = "stalled"
-            return True
-        return False
-
-    def stop_explanation(self) -> str:
-        """What a stop other than reaching the target means, and what the user can do about it."""
-        if self.stop_reason == "stalled":
-            n = self.params.max_stalled_rounds
-            return (f"stalled: {n} bootstrap round{'s' if n != 1 else ''} in a row accepted no new instruction "
-                    "(every candidate was filtered; rejected.jsonl says why); try a larger or more varied seed "
-                    "pool, a higher rouge_threshold (config self_instruct.rouge_threshold), or a stronger teacher")
-        if self.stop_reason == "budget":
-            return self.budget_stop or "budget"
-        return ""
+    def waiting(self) -> bool:
+        return bool(self.pending)
 
     def bootstrap_prompt_count(self) -> int:
         if self.stalled >= self.params.max_stalled_rounds:
@@ -276,20 +236,6 @@ class SelfInstructState:
         size = batch_size(len(self.pending), self.needed())
         batch, self.pending = self.pending[:size], self.pending[size:]
         return batch
-
-    def reject(self, stage: str, reason: str, text: str, detail: dict[str, Any] | None = None,
-               record: dict[str, Any] | None = None) -> None:
-        self.counts[f"rejected.{stage}.{reason}"] += 1
-        detail = detail or {}
-        if record is None:
-            # One schema for rejected.jsonl everywhere (dedup/filter rows carry the record too): the
-            # candidate as a record, with the instance when a single instance was dropped.
-            inp, out = str(detail.get("input", "")), str(detail.get("output", ""))
-            record = Record(instruction=text, input=inp, output=out, method="self_instruct",
-                            round=self.round).to_dict()
-        row = {"id": record.get("id") or content_id(text), "stage": stage, "reason": reason, "detail": detail,
-               "text": text, "record": record}
-        self.rejected.append(row)
 
     # --- steps -----------------------------------------------------------------------------------
     def _bootstrap_prompts(self, n: int) -> list[tuple[str, list[str]]]:
@@ -339,7 +285,7 @@ class SelfInstructState:
                     self.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
                     continue
                 task = MachineTask(id=content_id(instruction), instruction=instruction, round=self.round,
-                                   parents=parents, request=answer.key, scores=_rouge_scores(verdict.detail))
+                                   parents=parents, request=answer.key, scores=rouge_scores(verdict.detail))
                 self.machine.append(task)
                 self.pending.append(task)
                 accepted += 1
@@ -357,6 +303,34 @@ class SelfInstructState:
             task.is_classification = is_classification_answer(answer.text)
             self.counts["classify.yes" if task.is_classification else "classify.no"] += 1
 
+    def instance_request(self, task: MachineTask) -> tuple[str, dict[str, Any]]:
+        """The instance-generation prompt and sampling for a classified task (output-first for
+        classification tasks, input-first otherwise)."""
+        tpl = self.templates.instances_clf if task.is_classification else self.templates.instances_gen
+        prompt = tpl.render(instruction=task.instruction.strip()).rstrip() + "\n"
+        return prompt, self.params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[bool(task.is_classification)])
+
+    def apply_instances(self, task: MachineTask, answer: Completion, reject=None) -> bool:
+        """Parse and filter one answer's instances into `task`; False (and why, to `reject`) when none
+        survive or the answer was filtered."""
+        reject = reject or self.reject
+        task.instance_request = answer.key
+        if answer.finish_reason == "content_filter":
+            reject("instances", "content_filter", task.instruction, {"request": answer.key})
+            return False
+        parse = parse_classification_instances if task.is_classification else parse_generation_instances
+        raw = parse(answer.text, answer.finish_reason)
+        kept, dropped = filter_instances(raw, self.params.max_instances)
+        for (inp, out), verdict in dropped:
+            reject("instances", verdict.reason, task.instruction, {**verdict.detail, "input": inp, "output": out})
+        if not kept:
+            reject("instances", "no_valid_instances", task.instruction,
+                   {"parsed": len(raw), "request": answer.key, "response": answer.text[:2000]})
+            return False
+        task.instances = kept
+        self.counts["instances.kept"] += len(kept)
+        return True
+
     async def generate_instances(self, teacher: Teacher, batch: list[MachineTask]) -> None:
         """Instances for each task; tasks with none left after the filters are rejected whole."""
         unclassified = [t for t in batch if t.is_classification is None]
@@ -364,32 +338,15 @@ class SelfInstructState:
         batch = [t for t in batch if t.is_classification is not None]
         requests = []
         for t in batch:
-            tpl = self.templates.instances_clf if t.is_classification else self.templates.instances_gen
-            prompt = tpl.render(instruction=t.instruction.strip()).rstrip() + "\n"
-            params = self.params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[bool(t.is_classification)])
+            prompt, params = self.instance_request(t)
             requests.append(teacher.complete(prompt, params, kind="instances"))
         answers = await self._ask_all(requests)
         for task, answer in zip(batch, answers):
             if answer is None:
                 self.pending.append(task)
                 continue
-            task.instance_request = answer.key
-            if answer.finish_reason == "content_filter":
-                self.reject("instances", "content_filter", task.instruction, {"request": answer.key})
-                continue
-            parse = parse_classification_instances if task.is_classification else parse_generation_instances
-            raw = parse(answer.text, answer.finish_reason)
-            kept, dropped = filter_instances(raw, self.params.max_instances)
-            for (inp, out), verdict in dropped:
-                self.reject("instances", verdict.reason, task.instruction,
-                            {**verdict.detail, "input": inp, "output": out})
-            if not kept:
-                self.reject("instances", "no_valid_instances", task.instruction,
-                            {"parsed": len(raw), "request": answer.key, "response": answer.text[:2000]})
-                continue
-            task.instances = kept
-            self.done.append(task)
-            self.counts["instances.kept"] += len(kept)
+            if self.apply_instances(task, answer):
+                self.done.append(task)
 
     def finish(self) -> None:
         """Trim to the target; whatever is beyond it is written down, not silently dropped."""
@@ -404,17 +361,6 @@ class SelfInstructState:
                 self.reject("target", "not_needed", t.instruction,
                             {"note": "accepted by the bootstrap; the target was met before it got instances"})
         self.pending = []
-
-    def summary_counts(self, n_records: int) -> dict[str, Any]:
-        return {
-            **{k: v for k, v in sorted(self.counts.items()) if not k.startswith("rejected.")},
-            "seeds": len(self.seeds),
-            "rounds": self.round,
-            "bootstrap.prompts": self.prompts_sent,
-            "instructions": len(self.done),
-            "records": n_records,
-            "rejected": len(self.rejected),
-        }
 
     def records(self, teacher_model: str) -> list[Record]:
         out = []
@@ -436,8 +382,3 @@ def sampling_table(params: SelfInstructParams) -> dict[str, dict[str, Any]]:
             "classify": params.sampling(CLASSIFY_PARAMS),
             "instances_classification": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[True]),
             "instances_generation": params.sampling(INSTANCE_PARAMS, INSTANCE_MAX_TOKENS[False])}
-
-
-def _rouge_scores(detail: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rouge_max", "most_similar", "avg_similarity", "avg_similarity_n", "pool_size")
-    return {k: detail[k] for k in keys if k in detail}

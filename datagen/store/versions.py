@@ -126,12 +126,14 @@ class DatasetStore:
         return VersionWriter(self, run_id)
 
     def publish(self, run_id: str, records: Iterable[Record], rejected: Iterable[dict[str, Any]],
-                manifest: dict[str, Any], readme: str) -> Path:
+                manifest: dict[str, Any], readme: str, ancestors: Iterable[Record] = ()) -> Path:
         with self.open_version(run_id) as w:
             for r in records:
                 w.add(r)
             for row in rejected:
                 w.reject(row)
+            for r in ancestors:
+                w.add_ancestor(r)
             return w.publish(manifest, readme)
 
     def _publish_staged(self, run_id: str, stage: Path, manifest: dict[str, Any], readme: str) -> Path:
@@ -232,6 +234,14 @@ class VersionWriter:
 
     def reject(self, row: dict[str, Any]) -> None:
         self._write("rejected.jsonl", row)
+
+    def add_ancestor(self, record: Record) -> None:
+        """A record the published ones descend from but which is not published itself (a pipeline's
+        intermediate stage, an evolved record's input): lineage.jsonl, so every parent id resolves."""
+        if "lineage.jsonl" not in self._files:
+            self._files["lineage.jsonl"] = open(self.stage / "lineage.jsonl", "w", encoding="utf-8")
+            self.counts["lineage.jsonl"] = 0
+        self._write("lineage.jsonl", record.to_dict())
 
     def _close_files(self) -> None:
         for f in self._files.values():

@@ -1,0 +1,301 @@
+"""Self-Instruct with its steps overlapped: bootstrap prompts, classification and instance generation
+in flight together, so the teacher is kept as busy as --max-concurrency allows.
+
+The released code runs round after round (8 prompts, then classification, then instances): a chain of
+latencies that keeps ~2% of 256 allowed requests in flight. Here prompt k goes out as soon as
+answer k-W has been folded in and the tasks it produced have their instances, W being the window:
+
+- prompt k samples its machine instructions from the pool as it stood after answers 0..k-W were
+  folded in, with an RNG of its own (from --seed and k);
+- answers are folded into the ROUGE-L pool strictly in request order (a reorder buffer), and each
+  accepted task gets its classification and instances at once;
+- whether prompt k is sent at all is decided from the same snapshot (done so far, the yield per
+  prompt, consecutive prompts that accepted nothing), or, when that snapshot says the target may be
+  met, from the state after every earlier prompt is resolved;
+- the records are the first `num_instructions` tasks, in fold order, that end with valid instances.
+
+So the same seeds, --seed and window give the same dataset whatever the latencies and the order in
+which answers arrive; a rerun after a kill replays every cached answer and asks only for the rest.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from datagen.crashpoints import crash_point
+from datagen.methods.self_instruct import (BOOTSTRAP_PARAMS, MachineTask, SelfInstructState, numbered_prompt,
+                                           parse_numbered_list)
+from datagen.methods.common import rouge_scores
+from datagen.methods.evol import derived_seed
+from datagen.records import content_id
+from datagen.teacher.client import BudgetExhausted
+
+SCHEDULES = ("overlapped", "sequential")
+
+
+@dataclass
+class _Snapshot:
+    """What is known once answers 0..j are folded in and their tasks resolved."""
+    machine_len: int = 0       # the pool prefix prompts may sample from
+    done: int = 0              # tasks of answers 0..j with valid instances
+    stall_run: int = 0         # consecutive answers, ending at j, that accepted nothing
+
+
+@dataclass
+class _Prompt:
+    k: int
+    text: str
+    parents: list[str]
+    tasks: list[MachineTask] = field(default_factory=list)
+    machine_len: int = 0
+    folded: asyncio.Event = field(default_factory=asyncio.Event)
+    resolved: asyncio.Event = field(default_factory=asyncio.Event)
+    task_rejects: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+class OverlappedRun:
+    """Drives a SelfInstructState with a window of W prompts; `run(teacher)` until done."""
+
+    def __init__(self, state: SelfInstructState, window: int):
+        if window < 1:
+            raise ValueError(f"window: must be at least 1, got {window}")
+        self.state, self.window = state, window
+        state.stall_unit, state.stall_n = "bootstrap prompt", self._stall_limit_of(state)
+        self.prompts: list[_Prompt] = []
+        self.snapshots: list[_Snapshot] = []        # index j: after answer j folded and resolved
+        self._answers: dict[int, Any] = {}
+        self._next_fold = 0
+        self._fold_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+        self.stopped = ""                            # why no further prompt was sent
+        self.with_instances = 0                      # tasks that got valid instances so far (for progress)
+        self.on_progress = None                      # callback(run) after each fold / resolution
+
+    # --- decisions ------------------------------------------------------------------------------
+    @staticmethod
+    def _stall_limit_of(state: SelfInstructState) -> int:
+        """max_stalled_rounds rounds of prompts_per_round prompts each, counted in prompts."""
+        return state.params.max_stalled_rounds * state.params.prompts_per_round
+
+    def _stall_limit(self) -> int:
+        return self._stall_limit_of(self.state)
+
+    def _snapshot(self, j: int) -> _Snapshot:
+        return self.snapshots[j] if j >= 0 else _Snapshot()
+
+    async def _wait_resolved(self, j: int) -> None:
+        if j >= 0:
+            await self.prompts[j].resolved.wait()
+        self._check()
+
+    async def _may_send(self, k: int) -> bool:
+        """Whether prompt k goes out; every input to the decision is fixed by k and the answers."""
+        s = self.state
+        target = s.params.num_instructions
+        j = k - self.window
+        await self._wait_resolved(j)
+        snap = self._snapshot(j)
+        if s.budget_stop:
+            self.stopped = "budget"
+            return False
+        if snap.stall_run >= self._stall_limit():
+            self.stopped = "stalled"
+            return False
+        outstanding = k - 1 - j if j >= 0 else k
+        answered = j + 1 if j >= 0 else 0
+        per_prompt = snap.done / answered if answered and snap.done else 0.0
+        if snap.done + per_prompt * outstanding < target:
+            return True
+        # The snapshot says the prompts in flight may be enough: decide on everything sent so far.
+        await self._wait_resolved(k - 1)
+        full = self._snapshot(k - 1)
+        if full.done >= target:
+            self.stopped = "target_reached"
+            return False
+        if full.stall_run >= self._stall_limit():
+            self.stopped = "stalled"
+            return False
+        return not s.budget_stop
+
+    def _prompt_text(self, k: int) -> tuple[str, list[str]]:
+        s = self.state
+        snap = self._snapshot(k - self.window)
+        pool = s.machine[:snap.machine_len]
+        rng = random.Random(derived_seed(s.params.seed, "bootstrap", k))
+        machine = rng.sample(pool, min(s.params.machine_in_prompt, len(pool)))
+        seeds = rng.sample(s.seeds, min(s.params.prompt_instructions - len(machine), len(s.seeds)))
+        shots = [(t.instruction, t.id) for t in machine] + [(x.instruction, x.id) for x in seeds]
+        rng.shuffle(shots)
+        return numbered_prompt(s.templates.bootstrap, [x[0] for x in shots]), [x[1] for x in shots]
+
+    # --- the loop -------------------------------------------------------------------------------
+    async def run(self, teacher: Any) -> None:
+        s = self.state
+        params = s.params.sampling(BOOTSTRAP_PARAMS)
+        k = 0
+        try:
+            while await self._may_send(k):
+                text, parents = self._prompt_text(k)
+                prompt = _Prompt(k=k, text=text, parents=parents)
+                self.prompts.append(prompt)
+                self._spawn(self._bootstrap(prompt, teacher, {**params, "seed": derived_seed(s.params.seed, "seed", k)}))
+                s.prompts_sent += 1
+                k += 1
+            for p in self.prompts:
+                await p.resolved.wait()
+            self._check()
+        finally:
+            for t in self._tasks:
+                t.cancel()
+        s.round = len(self.prompts)
+        s.stop_reason = ("budget" if s.budget_stop else
+                         "target_reached" if len([t for t in self._fold_order() if t.instances]) >= s.params.num_instructions
+                         else (self.stopped or "stalled"))
+        self._finish()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not self._failure_seen:
+            self._failure_seen = True
+            self._failure = task.exception()
+            for p in self.prompts:       # wake every waiter; run() re-raises
+                p.folded.set()
+                p.resolved.set()
+
+    _failure_seen = False
+    _failure: BaseException | None = None
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _bootstrap(self, prompt: _Prompt, teacher: Any, params: dict[str, Any]) -> None:
+        try:
+            answer = await teacher.complete(prompt.text, params, kind="bootstrap", sample=0)
+        except BudgetExhausted as e:
+            self.state.budget_stop = e.reason
+            answer = None
+        self._answers[prompt.k] = answer
+        async with self._fold_lock:
+            while self._next_fold in self._answers:
+                j = self._next_fold
+                self._fold(self.prompts[j], self._answers.pop(j), teacher)
+                self._next_fold += 1
+
+    def _fold(self, prompt: _Prompt, answer: Any, teacher: Any) -> None:
+        """Answer j into the pool, in request order; its tasks start their classification at once."""
+        s = self.state
+        s.round = prompt.k + 1
+        accepted: list[MachineTask] = []
+        if answer is not None:
+            s.counts["bootstrap.responses"] += 1
+            if answer.finish_reason == "length":
+                s.reject("bootstrap", "response_truncated", answer.text, {"request": answer.key})
+            elif answer.finish_reason == "content_filter":
+                s.reject("bootstrap", "content_filter", answer.text, {"request": answer.key})
+            else:
+                for instruction in parse_numbered_list(answer.text):
+                    s.counts["bootstrap.candidates"] += 1
+                    verdict = s.rules(instruction)
+                    if verdict.keep:
+                        verdict = s.novelty.check_and_add(instruction)
+                    if not verdict.keep:
+                        s.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
+                        continue
+                    task = MachineTask(id=content_id(instruction), instruction=instruction, round=prompt.k + 1,
+                                       parents=prompt.parents, request=answer.key,
+                                       scores=rouge_scores(verdict.detail))
+                    s.machine.append(task)
+                    accepted.append(task)
+        s.counts["bootstrap.accepted"] += len(accepted)
+        prompt.tasks = accepted
+        prompt.task_rejects = [[] for _ in accepted]
+        prompt.machine_len = len(s.machine)
+        prompt.folded.set()
+        crash_point("overlapped.after_fold")
+        self._spawn(self._resolve(prompt, teacher))
+        if self.on_progress:
+            self.on_progress(self)
+
+    async def _resolve(self, prompt: _Prompt, teacher: Any) -> None:
+        """Classification and instances for every task of one answer; then its snapshot, in order."""
+        await asyncio.gather(*(self._task(prompt, i, t, teacher) for i, t in enumerate(prompt.tasks)))
+        if prompt.k > 0:
+            await self.prompts[prompt.k - 1].resolved.wait()     # snapshots are cumulative, in order
+        self._check()
+        prev = self._snapshot(prompt.k - 1)
+        done = sum(1 for t in prompt.tasks if t.instances)
+        self.snapshots.append(_Snapshot(machine_len=prompt.machine_len, done=prev.done + done,
+                                        stall_run=0 if prompt.tasks else prev.stall_run + 1))
+        prompt.resolved.set()
+        crash_point("overlapped.after_resolve")
+        if self.on_progress:
+            self.on_progress(self)
+
+    async def _task(self, prompt: _Prompt, i: int, task: MachineTask, teacher: Any) -> None:
+        """One task's classification and instances; its rejects are kept aside and written in order."""
+        s = self.state
+        sink = _Sink(s, task.round)
+        try:
+            await s.classify(teacher, [task])
+            if task.is_classification is None:
+                return
+            prompt_text, params = s.instance_request(task)
+            try:
+                answer = await teacher.complete(prompt_text, params, kind="instances")
+            except BudgetExhausted as e:
+                s.budget_stop = e.reason
+                return
+            if s.apply_instances(task, answer, sink.reject):
+                self.with_instances += 1
+        finally:
+            prompt.task_rejects[i] = sink.rows
+
+    def _fold_order(self) -> list[MachineTask]:
+        return [t for p in self.prompts for t in p.tasks]
+
+    def _finish(self) -> None:
+        """Records: the first num_instructions tasks with instances, in fold order; the rest say why not."""
+        s = self.state
+        target = s.params.num_instructions
+        s.done, s.pending = [], []
+        for p in self.prompts:
+            for task, rows in zip(p.tasks, p.task_rejects):
+                s.rejected.extend(rows)
+                for row in rows:
+                    s.counts[f"rejected.{row['stage']}.{row['reason']}"] += 1
+                if not task.instances:
+                    if task.is_classification is None or task.instance_request == "":
+                        if s.budget_stop:
+                            s.reject("target", "budget_exhausted", task.instruction,
+                                     {"note": f"accepted by the bootstrap; the {s.budget_stop} stopped the run first"})
+                    continue
+                if len(s.done) < target:
+                    s.done.append(task)
+                else:
+                    s.reject("target", "beyond_target", task.instruction,
+                             {"note": "made while earlier prompts were in flight; the target was met by earlier tasks",
+                              "target": target})
+
+
+class _Sink:
+    """Collects one task's rejected rows instead of appending them to the shared list at once."""
+
+    def __init__(self, state: SelfInstructState, round: int):
+        self.state, self.round = state, round
+        self.rows: list[dict[str, Any]] = []
+
+    def reject(self, stage: str, reason: str, text: str, detail: dict[str, Any] | None = None) -> None:
+        before = len(self.state.rejected)
+        self.state.reject(stage, reason, text, detail)
+        row = self.state.rejected.pop(before)
+        row["record"]["round"] = self.round          # the task's round, not the one being folded now
+        self.state.counts[f"rejected.{stage}.{reason}"] -= 1
+        self.rows.append(row)
