@@ -103,9 +103,11 @@ def test_overlapped_stops_at_the_target_and_says_what_was_beyond_it():
     with StubServer(StubConfig(responder=responder)) as srv:
         state, run, _ = _generate(srv, n=5, window=16)
     assert len(state.done) == 5
-    beyond = [r for r in state.rejected if r["reason"] == "beyond_target"]
-    made = sum(1 for p in run.prompts for t in p.tasks if t.instances)
-    assert len(beyond) == made - 5
+    order = [t for p in run.prompts for t in p.tasks]
+    after = order[order.index(state.done[-1]) + 1:]
+    not_needed = [r["text"] for r in state.rejected if r["reason"] == "not_needed"]
+    assert not_needed == [t.instruction for t in after] and after        # each one said, in order
+    assert len(run.prompts) <= 16          # before any answer, no more prompts than the target needs at 1 each
 
 
 @pytest.mark.slow

@@ -74,10 +74,13 @@ def test_a_pipeline_config_on_the_embedded_teacher(tmp_path, prefect_env, source
     cfg = tmp_path / "p.yaml"
     cfg.write_text(f"""name: pipe
 stages:
-  - self_instruct: {{seeds: {REPO / 'seeds' / '175.jsonl'}, num_instructions: 2, max_tokens: 256}}
-  - evol: {{rounds: 1, max_tokens: 160}}
+  - self_instruct: {{seeds: {REPO / 'seeds' / '175.jsonl'}, num_instructions: 3, max_tokens: 256}}
+  # SmolLM2-135M copies the in-depth templates' markers (rule 4) most of the time; breadth and
+  # complicate_input rewrites are the ones it gets through
+  - evol: {{rounds: 2, max_tokens: 160, weights: {{breadth: 1, complicate_input: 1, add_constraints: 0,
+           deepening: 0, concretizing: 0, increase_reasoning: 0}}}}
   - answer: {{max_tokens: 160, keep_truncated: true}}
-  - judge: {{mode: hard, min_score: 2}}
+  - judge: {{mode: all, min_score: 1}}      # scores every record, rejects none: the 135M teacher is a poor judge
   - dedup: [exact_dedup]
 """)
     p = run_cli(["run", "pipeline", "--config", str(cfg), "--out", str(tmp_path)], env=prefect_env)
@@ -86,7 +89,11 @@ stages:
     m = json.loads((v / "manifest.json").read_text())
     assert m["recipe"] == "pipeline" and m["stages"][:3] == ["1.self_instruct", "2.evol", "3.answer"]
     lineage = {r["id"]: r for r in _rows(v / "lineage.jsonl")}
-    for r in _rows(v / "records.jsonl"):
+    records = _rows(v / "records.jsonl")
+    assert records
+    for r in records:
         assert r["method"] == "distill"
-        evolved = lineage[r["parents"][0]]
-        assert evolved["method"] == "evol" and lineage[evolved["parents"][0]]["method"] == "self_instruct"
+        chain = [lineage[r["parents"][0]]]
+        while chain[-1]["method"] == "evol":          # round 2 evolved from round 1
+            chain.append(lineage[chain[-1]["parents"][0]])
+        assert chain[0]["method"] == "evol" and chain[-1]["method"] == "self_instruct"

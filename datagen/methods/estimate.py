@@ -63,8 +63,10 @@ def assumptions_from_manifest(manifest: dict[str, Any], source: str) -> Assumpti
         a.accepted_per_prompt = c["bootstrap.accepted"] / prompts
     tried = kinds.get("instances", {}).get("requests") or 0
     if tried:
-        a.valid_instance_rate = max(0.05, min(1.0, (c.get("instructions", 0) +
-                                                    _rejected(manifest, "target", "beyond_target")) / tried))
+        valid = c.get("instances.tasks_valid")      # counted by both schedules since 0.x; else derived
+        if valid is None:
+            valid = c.get("instructions", 0) + _rejected(manifest, "target", "beyond_target")
+        a.valid_instance_rate = max(0.05, min(1.0, valid / tried))
     yes, no = c.get("classify.yes", 0), c.get("classify.no", 0)
     if yes + no:
         a.classification_rate = yes / (yes + no)

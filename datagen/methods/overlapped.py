@@ -6,12 +6,13 @@ latencies that keeps ~2% of 256 allowed requests in flight. Here prompt k goes o
 answer k-W has been folded in and the tasks it produced have their instances, W being the window:
 
 - prompt k samples its machine instructions from the pool as it stood after answers 0..k-W were
-  folded in, with an RNG of its own (from --seed and k);
+  folded in, with an RNG of its own (from --seed and k), and does not wait for anything else;
 - answers are folded into the ROUGE-L pool strictly in request order (a reorder buffer), and each
   accepted task gets its classification and instances at once;
-- whether prompt k is sent at all is decided from the same snapshot (done so far, the yield per
-  prompt, consecutive prompts that accepted nothing), or, when that snapshot says the target may be
-  met, from the state after every earlier prompt is resolved;
+- whether prompt k is sent at all is estimated from fixed snapshots (tasks accepted up to answer
+  k-W, the share that got instances up to k-2W), and, once the estimate says the target may be met,
+  decided on the state after every earlier prompt is resolved; tasks after the target are neither
+  classified nor given instances once earlier answers already hold the target;
 - the records are the first `num_instructions` tasks, in fold order, that end with valid instances.
 
 So the same seeds, --seed and window give the same dataset whatever the latencies and the order in
@@ -35,12 +36,25 @@ from datagen.teacher.client import BudgetExhausted
 SCHEDULES = ("overlapped", "sequential")
 
 
+# Before any answer is known: each prompt is assumed to end with one instruction with instances (the
+# first window is then at most the target), and 70% of accepted tasks to get valid instances.
+PRIOR_YIELD = 1.0
+PRIOR_SUCCESS = 0.7
+
+
+@dataclass
+class _Folded:
+    """What is known once answers 0..j are folded into the pool."""
+    accepted: int = 0          # tasks accepted by the bootstrap up to answer j
+    stall_run: int = 0         # consecutive answers, ending at j, that accepted nothing
+
+
 @dataclass
 class _Snapshot:
     """What is known once answers 0..j are folded in and their tasks resolved."""
     machine_len: int = 0       # the pool prefix prompts may sample from
     done: int = 0              # tasks of answers 0..j with valid instances
-    stall_run: int = 0         # consecutive answers, ending at j, that accepted nothing
+    accepted: int = 0          # tasks of answers 0..j
 
 
 @dataclass
@@ -65,6 +79,7 @@ class OverlappedRun:
         state.stall_unit, state.stall_n = "bootstrap prompt", self._stall_limit_of(state)
         self.prompts: list[_Prompt] = []
         self.snapshots: list[_Snapshot] = []        # index j: after answer j folded and resolved
+        self.folds: list[_Folded] = []               # index j: after answer j folded
         self._answers: dict[int, Any] = {}
         self._next_fold = 0
         self._fold_lock = asyncio.Lock()
@@ -90,39 +105,57 @@ class OverlappedRun:
             await self.prompts[j].resolved.wait()
         self._check()
 
+    async def _wait_folded(self, j: int) -> None:
+        if j >= 0:
+            await self.prompts[j].folded.wait()
+        self._check()
+
     async def _may_send(self, k: int) -> bool:
-        """Whether prompt k goes out; every input to the decision is fixed by k and the answers."""
+        """Whether prompt k goes out; every input to the decision is fixed by k and the answers.
+
+        Prompt k needs answer k-W folded in (its sample comes from that pool). How many instructions
+        the prompts so far will end with is estimated from what is known by then without waiting for
+        instance generation: tasks accepted up to answer k-W, times the share of tasks that got valid
+        instances up to answer k-2W (resolved long since), plus the yield per prompt for the prompts
+        still in flight. Only when that estimate reaches the target does prompt k wait for every
+        earlier prompt to be resolved, and goes out only if the target is still not met."""
         s = self.state
         target = s.params.num_instructions
         j = k - self.window
-        await self._wait_resolved(j)
-        snap = self._snapshot(j)
+        await self._wait_folded(j)
+        jr = j - self.window
+        await self._wait_resolved(jr)
         if s.budget_stop:
             self.stopped = "budget"
             return False
-        if snap.stall_run >= self._stall_limit():
+        folded, resolved = self._folded(j), self._snapshot(jr)
+        if folded.stall_run >= self._stall_limit():
             self.stopped = "stalled"
             return False
-        outstanding = k - 1 - j if j >= 0 else k
+        success = resolved.done / resolved.accepted if resolved.accepted else PRIOR_SUCCESS
+        expected = folded.accepted * success
         answered = j + 1 if j >= 0 else 0
-        per_prompt = snap.done / answered if answered and snap.done else 0.0
-        if snap.done + per_prompt * outstanding < target:
+        per_prompt = expected / answered if answered else PRIOR_YIELD
+        if expected + per_prompt * (k - answered) < target:
             return True
-        # The snapshot says the prompts in flight may be enough: decide on everything sent so far.
+        # The estimate says the prompts in flight may be enough: decide on everything sent so far.
         await self._wait_resolved(k - 1)
         full = self._snapshot(k - 1)
         if full.done >= target:
             self.stopped = "target_reached"
             return False
-        if full.stall_run >= self._stall_limit():
+        if self._folded(k - 1).stall_run >= self._stall_limit():
             self.stopped = "stalled"
             return False
         return not s.budget_stop
 
+    def _folded(self, j: int) -> "_Folded":
+        return self.folds[j] if j >= 0 else _Folded()
+
     def _prompt_text(self, k: int) -> tuple[str, list[str]]:
         s = self.state
-        snap = self._snapshot(k - self.window)
-        pool = s.machine[:snap.machine_len]
+        j = k - self.window
+        pool = s.machine[:self.prompts[j].machine_len] if j >= 0 else []
         rng = random.Random(derived_seed(s.params.seed, "bootstrap", k))
         machine = rng.sample(pool, min(s.params.machine_in_prompt, len(pool)))
         seeds = rng.sample(s.seeds, min(s.params.prompt_instructions - len(machine), len(s.seeds)))
@@ -218,6 +251,9 @@ class OverlappedRun:
         prompt.tasks = accepted
         prompt.task_rejects = [[] for _ in accepted]
         prompt.machine_len = len(s.machine)
+        prev = self._folded(prompt.k - 1)
+        self.folds.append(_Folded(accepted=prev.accepted + len(accepted),
+                                  stall_run=0 if accepted else prev.stall_run + 1))
         prompt.folded.set()
         crash_point("overlapped.after_fold")
         self._spawn(self._resolve(prompt, teacher))
@@ -233,7 +269,7 @@ class OverlappedRun:
         prev = self._snapshot(prompt.k - 1)
         done = sum(1 for t in prompt.tasks if t.instances)
         self.snapshots.append(_Snapshot(machine_len=prompt.machine_len, done=prev.done + done,
-                                        stall_run=0 if prompt.tasks else prev.stall_run + 1))
+                                        accepted=prev.accepted + len(prompt.tasks)))
         prompt.resolved.set()
         crash_point("overlapped.after_resolve")
         if self.on_progress:
@@ -244,6 +280,8 @@ class OverlappedRun:
         s = self.state
         sink = _Sink(s, task.round)
         try:
+            if self._target_met_before(prompt.k):
+                return          # beyond the target whatever it would get: no classification, no instances
             await s.classify(teacher, [task])
             if task.is_classification is None:
                 return
@@ -258,31 +296,37 @@ class OverlappedRun:
         finally:
             prompt.task_rejects[i] = sink.rows
 
+    def _target_met_before(self, k: int) -> bool:
+        """Answers before k, all resolved, already hold the target's tasks (so every task of k and later
+        is beyond it, however they end)."""
+        n = len(self.snapshots)
+        return 0 < n <= k and self.snapshots[n - 1].done >= self.state.params.num_instructions
+
     def _fold_order(self) -> list[MachineTask]:
         return [t for p in self.prompts for t in p.tasks]
 
     def _finish(self) -> None:
-        """Records: the first num_instructions tasks with instances, in fold order; the rest say why not."""
+        """Records: the first num_instructions tasks with instances, in fold order. Tasks after the last
+        of them are `not_needed` whatever became of them (some were skipped, some ran while earlier
+        answers were in flight), so rejected.jsonl does not depend on timing either."""
         s = self.state
         target = s.params.num_instructions
         s.done, s.pending = [], []
         for p in self.prompts:
             for task, rows in zip(p.tasks, p.task_rejects):
+                if len(s.done) >= target:
+                    s.reject("target", "not_needed", task.instruction,
+                             {"note": "accepted by the bootstrap while earlier prompts were in flight; the target "
+                                      "was met by earlier tasks", "target": target})
+                    continue
                 s.rejected.extend(rows)
                 for row in rows:
                     s.counts[f"rejected.{row['stage']}.{row['reason']}"] += 1
-                if not task.instances:
-                    if task.is_classification is None or task.instance_request == "":
-                        if s.budget_stop:
-                            s.reject("target", "budget_exhausted", task.instruction,
-                                     {"note": f"accepted by the bootstrap; the {s.budget_stop} stopped the run first"})
-                    continue
-                if len(s.done) < target:
+                if task.instances:
                     s.done.append(task)
-                else:
-                    s.reject("target", "beyond_target", task.instruction,
-                             {"note": "made while earlier prompts were in flight; the target was met by earlier tasks",
-                              "target": target})
+                elif s.budget_stop and (task.is_classification is None or not task.instance_request):
+                    s.reject("target", "budget_exhausted", task.instruction,
+                             {"note": f"accepted by the bootstrap; the {s.budget_stop} stopped the run first"})
 
 
 class _Sink:

@@ -329,6 +329,7 @@ class SelfInstructState(BootstrapState):
             return False
         task.instances = kept
         self.counts["instances.kept"] += len(kept)
+        self.counts["instances.tasks_valid"] += 1     # whether or not the target still needed it
         return True
 
     async def generate_instances(self, teacher: Teacher, batch: list[MachineTask]) -> None:

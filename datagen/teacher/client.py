@@ -437,6 +437,12 @@ class Teacher:
             raise _Retry("timeout", detail=type(e).__name__) from None
         except httpx.TransportError as e:
             raise _Retry("connection", detail=type(e).__name__) from None
+        except RuntimeError as e:
+            # The embedded server was restarted (another request saw it die) between this attempt
+            # taking the client and sending on it: the old client is closed; retry on the new one.
+            if client.is_closed and self._embedded is not None:
+                raise _Retry("connection", detail="client replaced after an embedded restart") from None
+            raise
         if "x-ratelimit-limit-requests" in resp.headers or "x-ratelimit-remaining-tokens" in resp.headers:
             self.limiter.update_from_headers(resp.headers)
         if resp.status_code == 200:
