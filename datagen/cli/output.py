@@ -21,6 +21,9 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    # Prefect waits 20 s for its temporary server; on a loaded 2-core machine it once took longer and
+    # a run failed before it started (measured in CI while a 256-concurrency bench ran alongside).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def progress_view(p: progress.Progress, started: float) -> Table:
