@@ -26,11 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen.crashpoints import crash_point
-from datagen.methods.self_instruct import (BOOTSTRAP_PARAMS, MachineTask, SelfInstructState, numbered_prompt,
-                                           parse_numbered_list)
-from datagen.methods.common import rouge_scores
+from datagen.methods.self_instruct import BOOTSTRAP_PARAMS, MachineTask, SelfInstructState, numbered_prompt
 from datagen.methods.evol import derived_seed
-from datagen.records import content_id
 from datagen.teacher.client import BudgetExhausted
 
 SCHEDULES = ("overlapped", "sequential")
@@ -226,28 +223,7 @@ class OverlappedRun:
         """Answer j into the pool, in request order; its tasks start their classification at once."""
         s = self.state
         s.round = prompt.k + 1
-        accepted: list[MachineTask] = []
-        if answer is not None:
-            s.counts["bootstrap.responses"] += 1
-            if answer.finish_reason == "length":
-                s.reject("bootstrap", "response_truncated", answer.text, {"request": answer.key})
-            elif answer.finish_reason == "content_filter":
-                s.reject("bootstrap", "content_filter", answer.text, {"request": answer.key})
-            else:
-                for instruction in parse_numbered_list(answer.text):
-                    s.counts["bootstrap.candidates"] += 1
-                    verdict = s.rules(instruction)
-                    if verdict.keep:
-                        verdict = s.novelty.check_and_add(instruction)
-                    if not verdict.keep:
-                        s.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
-                        continue
-                    task = MachineTask(id=content_id(instruction), instruction=instruction, round=prompt.k + 1,
-                                       parents=prompt.parents, request=answer.key,
-                                       scores=rouge_scores(verdict.detail))
-                    s.machine.append(task)
-                    accepted.append(task)
-        s.counts["bootstrap.accepted"] += len(accepted)
+        accepted = s.fold_answer(answer, prompt.k + 1, prompt.parents) if answer is not None else []
         prompt.tasks = accepted
         prompt.task_rejects = [[] for _ in accepted]
         prompt.machine_len = len(s.machine)

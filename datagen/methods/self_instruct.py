@@ -250,6 +250,30 @@ class SelfInstructState(BootstrapState):
             out.append((prompt, [s[1] for s in shots]))
         return out
 
+    def fold_answer(self, answer: Completion, round: int, parents: list[str]) -> list[MachineTask]:
+        """One bootstrap answer into the pool: its instructions through the rules and the ROUGE-L
+        novelty index, in order; the accepted ones join the machine pool at once and are returned."""
+        self.counts["bootstrap.responses"] += 1
+        accepted: list[MachineTask] = []
+        if answer.finish_reason in ("length", "content_filter"):
+            reason = "response_truncated" if answer.finish_reason == "length" else "content_filter"
+            self.reject("bootstrap", reason, answer.text, {"request": answer.key})
+        else:
+            for instruction in parse_numbered_list(answer.text):
+                self.counts["bootstrap.candidates"] += 1
+                verdict = self.rules(instruction)
+                if verdict.keep:
+                    verdict = self.novelty.check_and_add(instruction)
+                if not verdict.keep:
+                    self.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
+                    continue
+                task = MachineTask(id=content_id(instruction), instruction=instruction, round=round,
+                                   parents=parents, request=answer.key, scores=rouge_scores(verdict.detail))
+                self.machine.append(task)
+                accepted.append(task)
+        self.counts["bootstrap.accepted"] += len(accepted)
+        return accepted
+
     async def bootstrap_round(self, teacher: Teacher) -> int:
         """One round of new instructions; returns how many were accepted."""
         n = self.bootstrap_prompt_count()
@@ -269,27 +293,9 @@ class SelfInstructState(BootstrapState):
         for (_, parents), answer in zip(prompts, answers):
             if answer is None:
                 continue
-            self.counts["bootstrap.responses"] += 1
-            if answer.finish_reason == "length":
-                self.reject("bootstrap", "response_truncated", answer.text, {"request": answer.key})
-                continue
-            if answer.finish_reason == "content_filter":
-                self.reject("bootstrap", "content_filter", answer.text, {"request": answer.key})
-                continue
-            for instruction in parse_numbered_list(answer.text):
-                self.counts["bootstrap.candidates"] += 1
-                verdict = self.rules(instruction)
-                if verdict.keep:
-                    verdict = self.novelty.check_and_add(instruction)
-                if not verdict.keep:
-                    self.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
-                    continue
-                task = MachineTask(id=content_id(instruction), instruction=instruction, round=self.round,
-                                   parents=parents, request=answer.key, scores=rouge_scores(verdict.detail))
-                self.machine.append(task)
-                self.pending.append(task)
-                accepted += 1
-        self.counts["bootstrap.accepted"] += accepted
+            tasks = self.fold_answer(answer, self.round, parents)
+            self.pending.extend(tasks)
+            accepted += len(tasks)
         self.stalled = 0 if accepted else self.stalled + 1
         return accepted
 
