@@ -1,0 +1,2 @@
+"""`datagen export` (being written)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""`datagen report` (being written)."""
+from __future__ import annotations

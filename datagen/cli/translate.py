@@ -1,0 +1,2 @@
+"""`datagen translate` (being written)."""
+from __future__ import annotations
