@@ -15,7 +15,7 @@ import yaml
 from datagen.errors import DatagenError
 
 CONFIG_SECTIONS = {"teacher", "judge", "self_instruct", "alpaca", "evol", "distill", "judging", "prices", "budget",
-                   "assumptions"}
+                   "assumptions", "translate", "translator"}
 PIPELINE_KEYS = {"name", "input", "stages"}
 
 
@@ -328,7 +328,45 @@ def _input_spec(spec: str) -> str:
     return str(p.resolve()) if p.exists() else spec
 
 
-PIPELINE_STAGES = ("self_instruct", "evol", "answer", "judge", "dedup", "filters", "publish")
+PIPELINE_STAGES = ("self_instruct", "evol", "answer", "judge", "dedup", "filters", "translate", "publish")
+TRANSLATE_FLAGS = {"languages": "--translate", "seed": "--seed", "max_tokens": "--max-tokens", "prompts_dir": "--prompts"}
+
+
+def add_translation(run: dict[str, Any], *, cfg: dict[str, Any], config_path: Path | None, teacher_cfg: Any,
+                    languages: str | None, translator_flags: dict[str, Any] | None = None,
+                    flags: dict[str, Any] | None = None, flag: str = "--translate") -> None:
+    """The run's translation (`--translate zh,fr` / `translate:` / a pipeline's translate stage) and the
+    translator role (`--translator-base-url/--translator-model` > DATAGEN_TRANSLATOR_* > `translator:`),
+    checked now: an unknown language code names the flag or field. No languages: no translation."""
+    from datagen.methods.translate import TranslateTemplates, parse_languages
+    from datagen.teacher.config import resolve_role_config
+
+    where = str(config_path or "config")
+    stage = run.pop("translate_stage", None)     # a pipeline's `translate` stage stands for the section
+    section, section_name = (stage["params"], stage["where"]) if stage else (cfg.get("translate"), "translate")
+    if isinstance(section, (list, str)):
+        section = {"languages": section}
+    if section is not None and not isinstance(section, dict):
+        raise DatagenError(f"{where}: {section_name}: expected a mapping of settings, e.g. {{languages: [zh, fr]}}")
+    section = dict(section or {})
+    if "languages" in section:
+        section["languages"] = parse_languages(section["languages"], f"{where}: {section_name}.languages")
+    given = {**(flags or {}), "languages": parse_languages(languages, flag) or None}
+    names = {**TRANSLATE_FLAGS, "languages": flag}
+    merged = resolve_section(_translate_params(), given, section, section_name, names, where)
+    translator_flags = {k: v for k, v in (translator_flags or {}).items() if v is not None}
+    resolve_role_config("translator", translator_flags, cfg.get("translator"), teacher_cfg, where=where)
+    if stage and not merged["languages"]:
+        raise DatagenError(f"{where}: {section_name}: languages: required, e.g. {{translate: {{languages: [zh, fr]}}}}")
+    if merged["languages"]:
+        TranslateTemplates.load(merged["prompts_dir"])
+    run.update({"translate": merged if merged["languages"] else None, "translator": translator_flags,
+                "translator_yaml": cfg.get("translator") or {}})
+
+
+def _translate_params():
+    from datagen.methods.translate import TranslateParams
+    return TranslateParams
 
 
 def pipeline_run(*, config_path: Path, cfg: dict[str, Any], out: Path, name: str | None,
@@ -344,7 +382,7 @@ def pipeline_run(*, config_path: Path, cfg: dict[str, Any], out: Path, name: str
     from datagen.store.sources import load_instructions
 
     where = str(config_path)
-    allowed = {"teacher", "judge", "prices", "budget", *PIPELINE_KEYS}
+    allowed = {"teacher", "judge", "translator", "prices", "budget", *PIPELINE_KEYS}
     name = name or cfg.get("name") or config_path.stem
     if not isinstance(name, str):
         raise DatagenError(f"{where}: name: expected a dataset name, got {name!r}")
@@ -366,6 +404,12 @@ def pipeline_run(*, config_path: Path, cfg: dict[str, Any], out: Path, name: str
             raise DatagenError(f"{at}: expected a stage name or {{name: {{settings}}}}, got {item!r}")
         if kind not in PIPELINE_STAGES:
             raise DatagenError(f"{at}: unknown stage '{kind}' (known: {', '.join(PIPELINE_STAGES)})")
+        if kind == "translate":
+            if any((s if isinstance(s, str) else next(iter(s), None)) != "publish" for s in stages_spec[i:]):
+                raise DatagenError(f"{at}: translate must be the last stage before publish (it translates the "
+                                   "records the run publishes)")
+            run["translate_stage"] = {"params": params, "where": f"stages[{i}].translate"}
+            continue
         if kind == "publish":
             if i != len(stages_spec):
                 raise DatagenError(f"{at}: publish must be the last stage (the version is published once, at the end)")

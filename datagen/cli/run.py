@@ -13,6 +13,33 @@ from datagen.cli.output import console, plain_progress_interval, prefect_default
 from datagen.errors import DatagenError
 
 
+# Options the recipes share (evol-instruct, distill, pipeline; self-instruct the translate ones), declared once: each
+# call makes a fresh Typer option with the same flag and help everywhere.
+_SHARED = {
+    "base_url": (("--base-url",), {"help": "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."}),
+    "model": (("--model",), {"help": "Model name at the endpoint (required with --base-url)."}),
+    "judge_min_score": (("--judge-min-score",), {"help": "Judged records scoring below this (1-10, default 5) are rejected."}),
+    "judge_base_url": (("--judge-base-url",), {"help": "The judge's own endpoint (default: the teacher's)."}),
+    "judge_model": (("--judge-model",), {"help": "The judge's model (required with --judge-base-url)."}),
+    "max_concurrency": (("--max-concurrency",), {"min": 1, "help": "Requests in flight at once (default 8)."}),
+    "cache": (("--cache",), {"help": "Response cache file (default OUT/.cache/responses.sqlite)."}),
+    "max_cost": (("--max-cost",), {"min": 0, "help": "Stop before the estimated cost (USD, from `prices:`) would exceed this; publish what is done."}),
+    "max_total_tokens": (("--max-total-tokens",), {"min": 1, "help": "Stop before input+output tokens would exceed this; publish what is done."}),
+    "rpm": (("--rpm",), {"min": 1, "help": "Requests per minute at most."}),
+    "tpm": (("--tpm",), {"min": 1, "help": "Tokens per minute at most."}),
+    "refresh": (("--refresh",), {"help": "Ask again for every request and overwrite cached answers."}),
+    "no_cache": (("--no-cache",), {"help": "Neither read nor write the response cache."}),
+    "translate": (("--translate",), {"help": "Also translate every published record into these languages, e.g. zh,fr,de (langdetect codes); the version holds originals and verified translations."}),
+    "translator_base_url": (("--translator-base-url",), {"help": "The translator's own endpoint (default: the teacher's)."}),
+    "translator_model": (("--translator-model",), {"help": "The translator's model (required with --translator-base-url)."}),
+}
+
+
+def shared(name: str):
+    flags, kw = _SHARED[name]
+    return typer.Option(False if name in ("refresh", "no_cache") else None, *flags, **kw)
+
+
 @run_app.command("self-instruct")
 def run_self_instruct(
     seeds: Path = typer.Option(..., "--seeds", help="Seed tasks: Self-Instruct JSONL, Alpaca JSON/JSONL, or .txt (one instruction per line)."),
@@ -46,6 +73,9 @@ def run_self_instruct(
     judge_min_score: Optional[int] = typer.Option(None, "--judge-min-score", help="Judged records scoring below this (1-10, default 5) are rejected."),
     judge_base_url: Optional[str] = typer.Option(None, "--judge-base-url", help="The judge's own endpoint (default: the teacher's)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="The judge's model (required with --judge-base-url)."),
+    translate: Optional[str] = shared("translate"),
+    translator_base_url: Optional[str] = shared("translator_base_url"),
+    translator_model: Optional[str] = shared("translator_model"),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
     from datagen.runspec import load_config, self_instruct_run
@@ -70,6 +100,7 @@ def run_self_instruct(
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None,
                 **({"schedule": schedule.value if schedule else None, "window": window}
                    if variant is Variant.self_instruct else {})})
+    _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
     prices = Prices(run["prices"])
     if assume_from and not dry_run:
         raise DatagenError("--assume-from: only used with --dry-run (it calibrates the estimate); add --dry-run or drop it")
@@ -80,6 +111,7 @@ def run_self_instruct(
         return
     plain_progress_interval()          # a bad value is an error now, not after the endpoint check
     check_endpoint(teacher_cfg)
+    _check_translator(run, teacher_cfg)
     prefect_defaults()
     from datagen.flows.console import quiet_user_errors
     from datagen.flows.self_instruct import self_instruct_flow
@@ -91,36 +123,31 @@ def run_self_instruct(
                        cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
 
 
-# Options the instruction-driven recipes (evol-instruct, distill, pipeline) share, declared once: each
-# call makes a fresh Typer option with the same flag and help everywhere.
-_SHARED = {
-    "base_url": (("--base-url",), {"help": "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."}),
-    "model": (("--model",), {"help": "Model name at the endpoint (required with --base-url)."}),
-    "judge_min_score": (("--judge-min-score",), {"help": "Judged records scoring below this (1-10, default 5) are rejected."}),
-    "judge_base_url": (("--judge-base-url",), {"help": "The judge's own endpoint (default: the teacher's)."}),
-    "judge_model": (("--judge-model",), {"help": "The judge's model (required with --judge-base-url)."}),
-    "max_concurrency": (("--max-concurrency",), {"min": 1, "help": "Requests in flight at once (default 8)."}),
-    "cache": (("--cache",), {"help": "Response cache file (default OUT/.cache/responses.sqlite)."}),
-    "max_cost": (("--max-cost",), {"min": 0, "help": "Stop before the estimated cost (USD, from `prices:`) would exceed this; publish what is done."}),
-    "max_total_tokens": (("--max-total-tokens",), {"min": 1, "help": "Stop before input+output tokens would exceed this; publish what is done."}),
-    "rpm": (("--rpm",), {"min": 1, "help": "Requests per minute at most."}),
-    "tpm": (("--tpm",), {"min": 1, "help": "Tokens per minute at most."}),
-    "refresh": (("--refresh",), {"help": "Ask again for every request and overwrite cached answers."}),
-    "no_cache": (("--no-cache",), {"help": "Neither read nor write the response cache."}),
-}
-
-
-def shared(name: str):
-    flags, kw = _SHARED[name]
-    return typer.Option(False if name in ("refresh", "no_cache") else None, *flags, **kw)
-
-
 def _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache) -> dict[str, Any]:
     if refresh and no_cache:
         raise DatagenError("--refresh / --no-cache: pick one (--refresh asks again and overwrites; --no-cache "
                            "neither reads nor writes)")
     return {"base_url": base_url, "model": model, "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
             "cache_mode": "refresh" if refresh else ("off" if no_cache else None)}
+
+
+def _translation(run: dict[str, Any], cfg: dict[str, Any], config: Optional[Path], teacher_cfg: Any,
+                 translate: Optional[str], base_url: Optional[str], model: Optional[str]) -> None:
+    from datagen.runspec import add_translation
+    add_translation(run, cfg=cfg, config_path=config, teacher_cfg=teacher_cfg, languages=translate,
+                    translator_flags={"base_url": base_url, "model": model})
+
+
+def _check_translator(run: dict[str, Any], teacher_cfg: Any) -> None:
+    """The translator's own endpoint answers, when the run translates and the translator has one."""
+    from datagen.teacher.config import resolve_role_config
+    from datagen.teacher.preflight import check_endpoint
+
+    if not run.get("translate"):
+        return
+    cfg = resolve_role_config("translator", run.get("translator", {}), run.get("translator_yaml"), teacher_cfg)
+    if cfg is not None and not cfg.embedded:
+        check_endpoint(cfg)
 
 
 def _launch(flow_name: str, run: dict[str, Any], teacher_cfg: Any, judge_cfg_needed: bool = True) -> None:
@@ -136,6 +163,7 @@ def _launch(flow_name: str, run: dict[str, Any], teacher_cfg: Any, judge_cfg_nee
     judge_cfg = resolve_role_config("judge", run.get("judge", {}), run.get("judge_yaml"), teacher_cfg)
     if judge_cfg_needed and judge_cfg is not None and not judge_cfg.embedded:
         check_endpoint(judge_cfg)
+    _check_translator(run, teacher_cfg)
     prefect_defaults()
     module, _, attr = flow_name.rpartition(".")
     flow_fn = getattr(importlib.import_module(module), attr)
@@ -168,6 +196,9 @@ def run_evol_instruct(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, judge:, evol:, judging:, prices:, budget:)."),
     refresh: bool = shared("refresh"),
     no_cache: bool = shared("no_cache"),
+    translate: Optional[str] = shared("translate"),
+    translator_base_url: Optional[str] = shared("translator_base_url"),
+    translator_model: Optional[str] = shared("translator_model"),
 ) -> None:
     """Evolve instructions with Evol-Instruct (M rounds, with elimination) and publish the survivors."""
     from datagen.runspec import load_config, parse_weights, recipe_run
@@ -183,6 +214,7 @@ def run_evol_instruct(
         params={"rounds": rounds, "seed": seed, "weights": parse_weights(weights), "max_tokens": max_tokens,
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None},
         judging={"mode": judge.value if judge else None, "min_score": judge_min_score})
+    _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
     _launch("datagen.flows.evol_instruct.evol_instruct_flow", run, teacher_cfg)
 
 
@@ -212,6 +244,9 @@ def run_distill(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML config (teacher:, judge:, distill:, judging:, prices:, budget:)."),
     refresh: bool = shared("refresh"),
     no_cache: bool = shared("no_cache"),
+    translate: Optional[str] = shared("translate"),
+    translator_base_url: Optional[str] = shared("translator_base_url"),
+    translator_model: Optional[str] = shared("translator_model"),
 ) -> None:
     """Have the teacher answer instructions (or hold multi-turn conversations; best of K) and publish."""
     from datagen.runspec import load_config, recipe_run
@@ -226,6 +261,7 @@ def run_distill(
                 "keep_truncated": True if keep_truncated else None,
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None},
         judging={"mode": judge.value if judge else None, "min_score": judge_min_score})
+    _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
     _launch("datagen.flows.distill.distill_flow", run, teacher_cfg)
 
 
@@ -245,6 +281,9 @@ def run_pipeline(
     tpm: Optional[float] = shared("tpm"),
     refresh: bool = shared("refresh"),
     no_cache: bool = shared("no_cache"),
+    translate: Optional[str] = shared("translate"),
+    translator_base_url: Optional[str] = shared("translator_base_url"),
+    translator_model: Optional[str] = shared("translator_model"),
 ) -> None:
     """Run the stages a YAML config chains (e.g. self_instruct -> evol -> answer -> judge -> dedup) as one run
     that publishes one version."""
@@ -257,6 +296,7 @@ def run_pipeline(
     run, teacher_cfg = pipeline_run(config_path=config, cfg=cfg, out=out, name=name, teacher_flags=flags,
                                     judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache,
                                     max_cost=max_cost, max_total_tokens=max_total_tokens)
+    _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
     _launch("datagen.flows.pipeline.pipeline_flow", run, teacher_cfg)
 
 

@@ -42,6 +42,8 @@ class RunContext:
     config: TeacherConfig
     judge_config: TeacherConfig | None
     budget: Budget | None
+    translator: Any = None          # a Teacher of its own, or teacher.as_role("translator")
+    translator_config: TeacherConfig | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -134,23 +136,34 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
             judge_embedded = EmbeddedTeacher(log_path=work / "llama-server-judge.log") if judge_cfg.embedded else None
             judge_own = Teacher(judge_cfg, cache, role="judge", embedded=judge_embedded, budget=budget)
         judge = judge_own or teacher.as_role("judge")
+        tr_cfg = resolve_role_config("translator", run.get("translator", {}), run.get("translator_yaml"), cfg)
+        tr_own = None
+        if tr_cfg is not None and run.get("translate"):
+            tr_embedded = EmbeddedTeacher(log_path=work / "llama-server-translator.log") if tr_cfg.embedded else None
+            tr_own = Teacher(tr_cfg, cache, role="translator", embedded=tr_embedded, budget=budget)
+        translator = tr_own or teacher.as_role("translator")
         try:
             ctx = RunContext(run=run, store=store, work=work, teacher=teacher, judge=judge, config=cfg,
-                             judge_config=judge_cfg, budget=budget)
-            progress.current().usages = [teacher.usage, judge.usage]
+                             judge_config=judge_cfg, budget=budget, translator=translator, translator_config=tr_cfg)
+            progress.current().usages = [teacher.usage, judge.usage, translator.usage]
             progress.current().concurrency = teacher.concurrency
             outcome = await body(ctx)
+            if run.get("translate") and outcome.records:
+                from datagen.flows.translate import translate_outcome
+                outcome = await translate_outcome(ctx, outcome)
         finally:
             if judge_own is not None:
                 await judge_own.aclose()
+            if tr_own is not None:
+                await tr_own.aclose()
         model_file = embedded.model_path.name if embedded is not None and embedded.model_path is not None else None
         usages = []
-        for role in (teacher, judge):
+        for role in (teacher, judge, translator):
             u = role.usage
             u.cost_usd = prices.cost(role.model, u.prompt_tokens, u.completion_tokens)
             if role is teacher or u.requests or u.cache_hits:
                 usages.append(u.to_dict())
-        model, judge_model = teacher.model, judge.model
+        model, judge_model, translator_model = teacher.model, judge.model, translator.model
     crash_point("filter.done")
     timings = ctx.timings
     timings["total_before_publish"] = time.monotonic() - started
@@ -177,6 +190,9 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     extra = dict(outcome.extra)
     extra["judge"] = ({**judge_cfg.public(), "model": judge_model} if judge_cfg is not None
                       else {"same_as": "teacher", "model": judge_model})
+    if run.get("translate"):
+        extra["translator"] = ({**tr_cfg.public(), "model": translator_model} if tr_cfg is not None
+                               else {"same_as": "teacher", "model": translator_model})
     extra["budget"] = budget.to_dict() if budget else None
     extra["partial_reason"] = outcome.partial_reason or None
     extra["stages"] = outcome.stages
