@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError
 from datagen.records import Record
-from datagen.store.export import EXPORTERS, dataset_info
+from datagen.store.export import EXPORTERS, dataset_info, optional_columns
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -219,6 +219,7 @@ class VersionWriter:
         names = [*EXPORTERS, "records.jsonl", "rejected.jsonl"]
         self._files = {n: open(self.stage / n, "w", encoding="utf-8") for n in names}
         self.counts = {n: 0 for n in names}
+        self.columns: dict[str, set[str]] = {n: set() for n in EXPORTERS}   # optional columns seen, per file
         self.published: Path | None = None
 
     def _write(self, name: str, row: dict[str, Any]) -> None:
@@ -229,7 +230,9 @@ class VersionWriter:
 
     def add(self, record: Record) -> None:
         for name, export in EXPORTERS.items():
-            self._write(name, export(record))
+            row = export(record)
+            self.columns[name] |= optional_columns(row)
+            self._write(name, row)
         self._write("records.jsonl", record.to_dict())
 
     def reject(self, row: dict[str, Any]) -> None:
@@ -252,7 +255,7 @@ class VersionWriter:
 
     def publish(self, manifest: dict[str, Any], readme: str) -> Path:
         self._close_files()
-        (self.stage / "dataset_info.json").write_text(json.dumps(dataset_info(self.store.name), indent=2) + "\n")
+        (self.stage / "dataset_info.json").write_text(json.dumps(dataset_info(self.store.name, self.columns), indent=2) + "\n")
         manifest = {**manifest, "files": dict(self.counts)}
         self.published = self.store._publish_staged(self.run_id, self.stage, manifest, readme)
         return self.published
