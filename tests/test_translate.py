@@ -271,7 +271,6 @@ def _publish_source(tmp_path, prefect_env, srv) -> Path:
     return _latest(tmp_path / "out", "ds")
 
 
-@pytest.mark.slow
 def test_datagen_translate_publishes_a_child_version_with_the_language_mix(tmp_path, prefect_env):
     t = Translator({"money": lambda x, lang: x})          # one record comes back untranslated
     with StubServer(StubConfig(responder=t)) as srv:

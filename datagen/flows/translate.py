@@ -78,6 +78,7 @@ async def translate_outcome(ctx: RunContext, outcome: Outcome) -> Outcome:
     counts = dict(outcome.counts)
     counts["per_stage"] = {**counts.get("per_stage", {}), "translate": made.counts}
     counts["records"] = len(made.records)
+    counts["instructions"] = len({r.instruction for r in made.records})
     counts["rejected"] = counts.get("rejected", 0) + len(made.rejected)
     counts["translations"] = made.counts["translations"]
     budget_stop = outcome.budget_stop or made.budget_stop

@@ -52,7 +52,8 @@ STAGE = "translate"
 TRANSLATE_PARAMS = {"temperature": 0.0, "max_tokens": 4096}
 COPY_MIN_LETTERS = 20          # prose shorter than this is not judged a copy
 LANG_MIN_LETTERS = 20          # langdetect's answer on less is noise (see datagen.filters.language)
-DETECTOR = "langdetect (DetectorFactory.seed = 0)"
+DETECTOR = "langdetect (DetectorFactory.seed = 0); Chinese, Japanese and Korean by script"
+ANSWER_CHARS = 500             # of the translator's answer kept in a rejected row's detail
 
 # English names for the prompt, for every code langdetect can answer.
 LANGUAGE_NAMES = {
@@ -338,8 +339,8 @@ class TranslateState:
         answer = await translator.complete(prompt, {**sampling, "seed": derived_seed(p.seed, src.id, lang, where)},
                                            sample=0, kind="translate", api="chat")
         if answer.finish_reason == "length":
-            raise Rejected("translation_cut_by_length", {"field": where, "max_tokens": sampling["max_tokens"]},
-                           [answer.key])
+            raise Rejected("translation_cut_by_length", {"field": where, "max_tokens": sampling["max_tokens"],
+                                                         "answer": answer.text[:ANSWER_CHARS]}, [answer.key])
         out = clean_answer(answer.text, masked.text)
         if not out:
             raise Rejected("empty_translation", {"field": where}, [answer.key])
@@ -357,20 +358,21 @@ class TranslateState:
         done: dict[str, str] = {}
         sims: dict[str, float] = {}
         for (where, original), (out, masked, _) in zip(fields, answers):
+            said = {"answer": out[:ANSWER_CHARS]}
             try:
                 text = unmask(out, masked)
             except SpanLost as e:
-                raise Rejected("protected_span_lost", {"field": where, **e.detail}, keys) from None
+                raise Rejected("protected_span_lost", {"field": where, **e.detail, **said}, keys) from None
             prose_src, prose_out = masked.prose(), _TOKEN.sub(" ", out)
             if letters(prose_src) >= COPY_MIN_LETTERS:
                 sims[where] = round(similarity(prose_src, prose_out), 4)
                 if sims[where] >= p.copy_threshold:
                     raise Rejected("copy_of_source", {"field": where, "similarity": sims[where],
-                                                      "threshold": p.copy_threshold}, keys)
+                                                      "threshold": p.copy_threshold, **said}, keys)
             if letters(prose_out) >= LANG_MIN_LETTERS:
                 ok, detail = language_ok(prose_out, lang, p.min_prob)
                 if not ok:
-                    raise Rejected("wrong_language", {"field": where, **detail}, keys)
+                    raise Rejected("wrong_language", {"field": where, **detail, **said}, keys)
             done[where] = text
         ok, overall = language_ok("\n\n".join(_TOKEN.sub(" ", a[0]) for a in answers), lang, p.min_prob)
         if not ok:
