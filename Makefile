@@ -38,6 +38,8 @@ $(BIN)/.installed: pyproject.toml $(WHEELHOUSE)/.built
 	# the portable llama.cpp wheel first (replacing any other build in the venv), then datagen
 	$(BIN)/python -m pip install --quiet --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-*.whl
 	$(BIN)/python -m pip install --quiet --find-links $(WHEELHOUSE) -e '.[test]'
+	# LLaMA-Factory's dataset parser and converters, for tests/test_export.py; --no-deps keeps torch out
+	$(BIN)/python -m pip install --quiet --no-deps 'llamafactory==0.9.5'
 	touch $@
 
 install: $(BIN)/.installed

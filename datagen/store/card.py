@@ -74,6 +74,11 @@ def _role(manifest: dict[str, Any], key: str) -> str:
     return f"`{model}`" + (f" at {host}" if host else "") + (" (same as the teacher)" if info.get("same_as") else "")
 
 
+def card_formats(formats: list[str]) -> list[str]:
+    jsonl = [f for f in formats if f != "parquet"]
+    return jsonl or list(formats)
+
+
 def front_matter(name: str, license: str, langs: Counter, records: int, methods: Counter, recipe: str,
                  formats: list[str], splits: list[str]) -> dict[str, Any]:
     from datagen.store.exporting import file_name
@@ -81,7 +86,11 @@ def front_matter(name: str, license: str, langs: Counter, records: int, methods:
     tags = ["synthetic", "datagen", "instruction-tuning"] + [METHOD_TAGS.get(m, m) for m in sorted(methods)]
     if recipe and recipe not in tags:
         tags.append(recipe)
-    default = "messages" if "messages" in formats else formats[0]
+    # `datasets.load_dataset(DIR)` picks one file reader for the whole folder (from its most common
+    # extension), so a parquet config next to JSONL ones fails to load (measured, datasets 5.2): the
+    # card's configs name the JSONL formats, or the parquet files when they are all there is.
+    carded = card_formats(formats)
+    default = "messages" if "messages" in carded else carded[0]
     meta: dict[str, Any] = {"license": license}
     if langs:
         meta["language"] = [lang for lang, _ in langs.most_common()]
@@ -92,7 +101,7 @@ def front_matter(name: str, license: str, langs: Counter, records: int, methods:
         "pretty_name": name,
         "configs": [{"config_name": fmt, **({"default": True} if fmt == default else {}),
                      "data_files": [{"split": sp, "path": file_name(fmt, sp)} for sp in splits]}
-                    for fmt in formats],
+                    for fmt in carded],
     })
     return meta
 
@@ -134,7 +143,10 @@ def export_card(ref: "VersionRef", manifest: dict[str, Any], s: "Survey", langs:
     lines += funnel_lines(manifest, s.records)
     lines += ["## Files", ""]
     for fmt in formats:
-        lines.append(f"- `{fmt}`: " + ", ".join(f"`{file_name(fmt, sp)}`" for sp in splits))
+        lines.append(f"- `{fmt}`: " + ", ".join(f"`{file_name(fmt, sp)}`" for sp in splits)
+                     + ("" if fmt in card_formats(formats) else " (the messages rows with `id`, `lang` and `method`; "
+                        "not a card config, since one folder loads with one file reader: "
+                        f"`load_dataset(\"parquet\", data_files=...)`)"))
     lines += ["- `dataset_info.json`: LLaMA-Factory entries (`dataset_dir` = this folder)",
               "- `axolotl.yaml`: an axolotl `datasets:` block (`type: chat_template`)",
               "- `export.json`: source version, split rule, seed and counts",
