@@ -176,6 +176,19 @@ def test_an_answer_in_the_wrong_language_is_rejected_with_detected_and_expected(
     assert row["detail"]["expected"] == "zh" and row["detail"]["detected"] == "fr"
 
 
+def test_short_text_is_judged_by_script_where_langdetect_confuses_neighbours():
+    # langdetect 1.0.9 (seed 0) says ko / vi for these Chinese sentences, bg / mk for these Russian ones
+    for text in ("将下列句子翻译成英文。", "用 Python 写一个函数。"):
+        assert tr.language_ok(text, "zh", 0.5, "en") == (True, {"detected": "zh", "prob": 1.0, "expected": "zh"})
+        assert not tr.language_ok(text, "ko", 0.5, "en")[0]
+    ok, detail = tr.language_ok("Напишите функцию на Python.", "ru", 0.5, "en")
+    assert ok and detail["detected"] == "unknown" and detail["guess"] == "mk"      # unverified, not rejected
+    # ... but text left in the source's language is wrong however short, and so is another script
+    assert tr.language_ok("Explain why the sky is blue, briefly.", "fr", 0.5, "en")[1]["detected"] == "en"
+    assert not tr.language_ok("Explain why the sky is blue, briefly.", "fr", 0.5, "en")[0]
+    assert not tr.language_ok("Напишите функцию на Python.", "fr", 0.5, "en")[0]
+
+
 def test_a_translation_that_copies_the_source_is_rejected():
     rec = Record(instruction="Describe how a bicycle's gears make climbing a steep hill easier.",
                  output="Lower gears trade speed for force, so each turn of the pedals needs less effort.")

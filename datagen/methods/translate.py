@@ -20,8 +20,9 @@ Per text (instruction, input, output, system, or each turn of a conversation):
 4. **Language.** Each field with enough letters, and all fields together, are identified by
    langdetect (DetectorFactory.seed = 0, see datagen.filters.language; code, URLs removed first). A
    field that is identifiable and gives the target less than `min_prob` is `wrong_language` with
-   the detected and expected codes. A record too short to identify is kept, with `detected: unknown`,
-   and counted as unverified in the manifest.
+   the detected and expected codes. Chinese, Japanese and Korean are decided by script (`cjk_guess`).
+   A record too short to identify is kept, with `detected: unknown`, and counted as unverified in the
+   manifest; so is a short text given to another language of the target's script (see `language_ok`).
 
 The translations of one language then go through ROUGE-L novelty (instruction + input, the Unicode
 tokenizer, so CJK text has tokens) in source order: a near-duplicate of an earlier translation is
@@ -239,16 +240,32 @@ def cjk_guess(prose: str) -> LanguageGuess | None:
     return LanguageGuess(lang, share, ((lang, share),))
 
 
-def language_ok(text: str, target: str, min_prob: float) -> tuple[bool, dict[str, Any]]:
-    """(passes, detail): unknown (too short or code) passes with detected 'unknown'."""
+_SCRIPTS = {**dict.fromkeys(("ru", "uk", "bg", "mk"), "Cyrillic"), **dict.fromkeys(("ar", "fa", "ur"), "Arabic"),
+            **dict.fromkeys(("hi", "mr", "ne"), "Devanagari"), **dict.fromkeys(("zh", "ja", "ko"), "CJK"),
+            "el": "Greek", "he": "Hebrew", "th": "Thai"}
+SURE_LETTERS = 60   # under this, langdetect confuses neighbours written alike (ru/bg/mk, es/ca/pt, ...)
+
+
+def language_ok(text: str, target: str, min_prob: float, source: str = "") -> tuple[bool, dict[str, Any]]:
+    """(passes, detail): unknown (too short or code) passes with detected 'unknown'. So does a short
+    text langdetect gives to another language written in the target's script, unless that language
+    is the source's (measured: "Напишите функцию на Python." -> mk 0.86, "Объясните, почему небо
+    голубое." -> bg 1.0); it is counted unverified, with the guess in `guess`."""
     prose = prose_text(text)
-    enough = letters(prose) >= LANG_MIN_LETTERS
-    guess = (cjk_guess(prose) or detect_language(text, min_letters=1)) if enough else LanguageGuess(UNKNOWN, 0.0)
+    n = letters(prose)
+    guess = (cjk_guess(prose) or detect_language(text, min_letters=1)) if n >= LANG_MIN_LETTERS \
+        else LanguageGuess(UNKNOWN, 0.0)
     detail = {"detected": guess.lang, "prob": round(guess.prob, 4), "expected": target}
     if not guess.known:
         return True, detail
     wanted = {target, base_language(target)}
-    return guess.prob_of(wanted) >= min_prob, detail
+    if guess.prob_of(wanted) >= min_prob:
+        return True, detail
+    got = base_language(guess.lang)
+    if (n < SURE_LETTERS and got != base_language(source or "-") and cjk_guess(prose) is None
+            and _SCRIPTS.get(got, "Latin") == _SCRIPTS.get(base_language(target), "Latin")):
+        return True, {**detail, "detected": UNKNOWN, "guess": guess.lang}
+    return False, detail
 
 
 def clean_answer(text: str, source: str) -> str:
@@ -351,8 +368,9 @@ class TranslateState:
         fields = texts_of(src)
         whole_source = "\n\n".join(t for _, t in fields)
         source_ok, source_guess = language_ok(whole_source, lang, 0.9)
-        if source_guess["detected"] != "unknown" and source_ok:
+        if source_guess["detected"] != UNKNOWN and source_ok:
             return None
+        source_lang = src.lang or source_guess.get("guess", source_guess["detected"])
         answers = await asyncio.gather(*(self._ask(t, lang, translator, src, f) for f, t in fields))
         keys = [k for _, _, k in answers]
         done: dict[str, str] = {}
@@ -370,11 +388,11 @@ class TranslateState:
                     raise Rejected("copy_of_source", {"field": where, "similarity": sims[where],
                                                       "threshold": p.copy_threshold, **said}, keys)
             if letters(prose_out) >= LANG_MIN_LETTERS:
-                ok, detail = language_ok(prose_out, lang, p.min_prob)
+                ok, detail = language_ok(prose_out, lang, p.min_prob, source_lang)
                 if not ok:
                     raise Rejected("wrong_language", {"field": where, **detail, **said}, keys)
             done[where] = text
-        ok, overall = language_ok("\n\n".join(_TOKEN.sub(" ", a[0]) for a in answers), lang, p.min_prob)
+        ok, overall = language_ok("\n\n".join(_TOKEN.sub(" ", a[0]) for a in answers), lang, p.min_prob, source_lang)
         if not ok:
             raise Rejected("wrong_language", {"field": "all", **overall}, keys)
         return self._record(src, lang, done, keys, overall, sims, translator)
