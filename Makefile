@@ -47,7 +47,11 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/datagen run self-instruct --seeds seeds/175.jsonl
 
+# The report test renders the page in Debian's headless chromium (through its chromedriver).
 test: install
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing chromium and chromium-driver for the report test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; fi
 	$(BIN)/python -m pytest -ra
 
 bench: install
