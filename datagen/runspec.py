@@ -355,7 +355,8 @@ def add_translation(run: dict[str, Any], *, cfg: dict[str, Any], config_path: Pa
     names = {**TRANSLATE_FLAGS, "languages": flag}
     merged = resolve_section(_translate_params(), given, section, section_name, names, where)
     translator_flags = {k: v for k, v in (translator_flags or {}).items() if v is not None}
-    resolve_role_config("translator", translator_flags, cfg.get("translator"), teacher_cfg, where=where)
+    if merged["languages"]:
+        resolve_role_config("translator", translator_flags, cfg.get("translator"), teacher_cfg, where=where)
     if stage and not merged["languages"]:
         raise DatagenError(f"{where}: {section_name}: languages: required, e.g. {{translate: {{languages: [zh, fr]}}}}")
     if merged["languages"]:

@@ -136,9 +136,10 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
             judge_embedded = EmbeddedTeacher(log_path=work / "llama-server-judge.log") if judge_cfg.embedded else None
             judge_own = Teacher(judge_cfg, cache, role="judge", embedded=judge_embedded, budget=budget)
         judge = judge_own or teacher.as_role("judge")
-        tr_cfg = resolve_role_config("translator", run.get("translator", {}), run.get("translator_yaml"), cfg)
+        tr_cfg = (resolve_role_config("translator", run.get("translator", {}), run.get("translator_yaml"), cfg)
+                  if run.get("translate") else None)
         tr_own = None
-        if tr_cfg is not None and run.get("translate"):
+        if tr_cfg is not None:
             tr_embedded = EmbeddedTeacher(log_path=work / "llama-server-translator.log") if tr_cfg.embedded else None
             tr_own = Teacher(tr_cfg, cache, role="translator", embedded=tr_embedded, budget=budget)
         translator = tr_own or teacher.as_role("translator")
