@@ -127,6 +127,7 @@ def test_report_writes_page_and_pngs(store: Path, tmp_path: Path, capsys, monkey
     html = (dest / "report.html").read_text()
     assert "<script" not in html and not re.search(r"""(?:src|href)=["'](?!#|data:)""", html)
     assert html.count('data-state="drawn"') == len(CHARTS)
+    assert "<td>demo@v0001</td><td>write</td><td>16</td><td>poem (8), story (8)</td>" in html   # the rings as a table
     for c in CHARTS:
         assert (dest / f"{c}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # rerunning replaces the earlier report in place
@@ -209,6 +210,7 @@ return Array.from(document.querySelectorAll('section.chart')).map(s => {
 """
 
 
+@pytest.mark.slow          # ~12 s alone on 2 cores: chromium's start and two versions' charts
 @pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                     reason="Debian's chromium and chromium-driver are not installed (make test installs them)")
 def test_report_draws_every_chart_in_headless_chromium_offline(store: Path, tmp_path: Path, capsys, monkeypatch):

@@ -30,14 +30,12 @@ def report(
     from datagen.store.versions import check_writable_dir
 
     refs = [resolve_version(spec, out) for spec in (dataset, other) if spec is not None]
-    if dest is not None:
-        check_writable_dir(dest, "--dest")
+    target = dest if dest is not None else rep.default_dest([r.label for r in refs])
+    check_writable_dir(target, "--dest")
+    rep.check_dest(target)
     versions = [rep.load_version(r.label, r.dir, sample=sample) for r in refs]
-    target = dest if dest is not None else rep.default_dest(versions)
-    if dest is None:
-        check_writable_dir(target, "--dest")
     files = rep.build(versions)
     written = rep.write(files, target)
     pngs = sorted(n for n in files if n.endswith(".png"))
     console.print(escape(f"wrote {written / rep.REPORT_FILE} and {len(pngs)} PNGs ({', '.join(pngs)})"),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)

@@ -15,12 +15,12 @@ from datagen.report.html import page
 
 REPORT_FILE = "report.html"
 
-__all__ = ["REPORT_FILE", "VersionData", "build", "default_dest", "load_version", "write"]
+__all__ = ["REPORT_FILE", "VersionData", "build", "check_dest", "default_dest", "load_version", "write"]
 
 
-def default_dest(versions: list[VersionData]) -> Path:
+def default_dest(labels: list[str]) -> Path:
     """./reports/NAME-vNNNN/, or ./reports/NAME-vNNNN-vs-NAME2-vMMMM/ for a comparison."""
-    return Path("reports") / "-vs-".join(v.label.replace("@", "-") for v in versions)
+    return Path("reports") / "-vs-".join(label.replace("@", "-") for label in labels)
 
 
 def build(versions: list[VersionData]) -> dict[str, bytes]:
@@ -33,15 +33,19 @@ def build(versions: list[VersionData]) -> dict[str, bytes]:
     return files
 
 
-def write(files: dict[str, bytes], dest: Path) -> Path:
-    """Write `files` as the folder `dest`. An existing dest is replaced only if it is empty or an
-    earlier report (it holds report.html); anything else is refused before a byte is written."""
-    dest = Path(dest)
+def check_dest(dest: Path) -> None:
+    """An existing dest is replaced only if it is empty or an earlier report (it holds report.html)."""
     if dest.exists():
         if not dest.is_dir():
             raise DatagenError(f"--dest: '{dest}' is a file, not a folder")
         if any(dest.iterdir()) and not (dest / REPORT_FILE).is_file():
             raise DatagenError(f"--dest: '{dest}' is not empty and holds no {REPORT_FILE}; choose another folder")
+
+
+def write(files: dict[str, bytes], dest: Path) -> Path:
+    """Write `files` as the folder `dest` (see check_dest), refused before a byte is written."""
+    dest = Path(dest)
+    check_dest(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:

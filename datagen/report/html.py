@@ -23,11 +23,15 @@ nav a { margin-right: 12px; }
 section.chart { border-top: 1px solid #e4e4e4; padding: 14px 0 6px; }
 .caption { color: #555; margin: 0 0 8px; max-width: 900px; }
 .figure svg { max-width: 100%; height: auto; }
+details { margin: 4px 0 8px; } table.numbers { border-collapse: collapse; font-size: 13px; }
+table.numbers th, table.numbers td { border-bottom: 1px solid #eee; padding: 2px 10px 2px 0; text-align: left; }
 .no-data { color: #8a6d00; background: #fff8e1; border: 1px solid #f0dc9a; padding: 10px 14px; display: inline-block; }
 """
 
 
 def _num(x: Any) -> str:
+    if x == "" or x is None:
+        return "—"
     if isinstance(x, float):
         return f"{x:,.4f}".rstrip("0").rstrip(".") if x else "0"
     return f"{x:,}" if isinstance(x, int) else escape(str(x))
@@ -85,6 +89,15 @@ def _summary_table(versions: list[VersionData]) -> str:
     return f'<table class="summary" id="summary"><tr><th></th>{head}</tr>{"".join(body)}</table>'
 
 
+def _details(table: list[list[str]]) -> str:
+    """The numbers behind a chart, folded away under it (labels too small for a wedge are here)."""
+    if len(table) < 2:
+        return ""
+    head = "".join(f"<th>{escape(x)}</th>" for x in table[0])
+    rows = "".join("<tr>" + "".join(f"<td>{escape(x)}</td>" for x in row) + "</tr>" for row in table[1:])
+    return f'<details><summary>as a table</summary><table class="numbers"><tr>{head}</tr>{rows}</table></details>'
+
+
 def page(versions: list[VersionData], charts: list[Chart]) -> str:
     title = " vs ".join(v.label for v in versions)
     sub = " · ".join(f"{escape(v.label)}: {escape(str(v.dir))}" for v in versions)
@@ -93,7 +106,7 @@ def page(versions: list[VersionData], charts: list[Chart]) -> str:
     for c in charts:
         if c.svg:
             inner = (f'<p class="caption">{escape(c.caption)}</p>'
-                     f'<div class="figure">{c.svg}</div>')
+                     f'<div class="figure">{c.svg}</div>{_details(c.table)}')
             state = "drawn"
         else:
             inner = f'<div class="no-data">no data: {escape(c.no_data)}</div>'
