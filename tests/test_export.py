@@ -282,12 +282,12 @@ def test_a_row_llamafactory_would_skip_is_an_error_naming_it(tmp_path, llamafact
     # what LLaMA-Factory does with the row in the version's own files: it is not trained on
     rows = lf_load(llamafactory, vdir, "demo_messages", tmp_path / "cache")
     assert rows[0]["_response"] and not rows[1]["_response"]
-    res = export(tmp_path / "out", tmp_path / "dest")
+    res = export(tmp_path / "out", tmp_path / "new" / "dest")
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
     assert bad.id in lines[0] and "records.jsonl:2" in lines[0] and "ShareGPT rules" in lines[0]
-    assert not (tmp_path / "dest").exists() and not list(tmp_path.glob(".dest*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out"]     # not even the parent folder
 
 
 # --- the split ----------------------------------------------------------------------------------------------
@@ -373,3 +373,18 @@ def test_parquet_only_export_is_the_cards_config(tmp_path):
     counts = json.loads((tmp_path / "dest" / "export.json").read_text())["counts"]
     assert {k: len(v) for k, v in dd.items()} == counts and sum(counts.values()) == 31
     assert sorted(dd["train"].column_names) == ["id", "lang", "messages", "method"]
+
+
+def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    from datagen.store import exporting
+    from datagen.store.refs import resolve_version
+
+    publish(tmp_path / "out", [single(i) for i in range(5)])
+
+    def broken_card(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("datagen.store.card.export_card", broken_card)
+    with pytest.raises(OSError, match="disk full"):
+        exporting.export_version(resolve_version("demo", tmp_path / "out"), tmp_path / "x" / "dest", ["messages"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

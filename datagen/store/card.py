@@ -29,10 +29,10 @@ def size_category(n: int) -> str:
 
 def funnel(manifest: dict[str, Any], kept: int) -> list[tuple[str, int, int, dict[str, int]]]:
     """(stage, rejected, left after it, reasons) in the order the recipe's stages ran (stages the
-    manifest does not list come after, alphabetically); starts from kept + every rejection."""
+    manifest does not list come after, in the manifest's order); starts from kept + every rejection."""
     rejected: dict[str, dict[str, int]] = manifest.get("rejected") or {}
     order = [s for s in manifest.get("stages") or [] if s in rejected]
-    order += sorted(s for s in rejected if s not in order)
+    order += [s for s in rejected if s not in order]        # the manifest's own order (a curate chain's)
     left = kept + sum(sum(r.values()) for r in rejected.values())
     rows = []
     for stage in order:
@@ -40,6 +40,19 @@ def funnel(manifest: dict[str, Any], kept: int) -> list[tuple[str, int, int, dic
         left -= n
         rows.append((stage, n, left, dict(sorted(rejected[stage].items(), key=lambda kv: (-kv[1], kv[0])))))
     return rows
+
+
+def filter_settings(filters: Any) -> list[tuple[str, str]]:
+    """(name, "k=v, ...") for a manifest's `filters`: a recipe writes {name: settings}, a dedup/filter
+    chain [{"step": name, **settings}, ...]."""
+    def params(d: Any) -> str:
+        return ", ".join(f"{k}={v}" for k, v in d.items() if k != "step") if isinstance(d, dict) else str(d)
+
+    if isinstance(filters, dict):
+        return [(str(k), params(v)) for k, v in filters.items()]
+    if isinstance(filters, list):
+        return [(str(f.get("step", "?")), params(f)) if isinstance(f, dict) else (str(f), "") for f in filters]
+    return []
 
 
 def funnel_lines(manifest: dict[str, Any], kept: int) -> list[str]:
@@ -123,11 +136,12 @@ def export_card(ref: "VersionRef", manifest: dict[str, Any], s: "Survey", langs:
         lines.append(f"- {METHOD_PROSE.get(m, m)}: {n:,} record{'s' if n != 1 else ''}")
     if teacher:
         lines.append(f"- teacher: {teacher}")
-    for key, label in (("judge", "judge"), ("translator", "translator")):
-        if _role(manifest, key) and key in manifest:
-            lines.append(f"- {label}: {_role(manifest, key)}")
+    ran = set(manifest.get("stages") or []) | set(manifest.get("rejected") or {})
+    for key, stage in (("judge", "judge"), ("translator", "translate")):
+        if _role(manifest, key) and stage in ran:       # the manifest names a judge even when none ran
+            lines.append(f"- {key}: {_role(manifest, key)}")
     if tokens:
-        lines.append(f"- teacher tokens: {tokens:,}" + (f", cost ${cost:.4f}" if cost is not None else ""))
+        lines.append(f"- tokens (every role): {tokens:,}" + (f", cost ${cost:.4f}" if cost is not None else ""))
     src = manifest.get("seeds") or {}
     if src.get("path"):
         lines.append(f"- source: {src['path']}" + (f" (sha256 {src['sha256'][:12]}…)" if src.get("sha256") else ""))
@@ -140,6 +154,10 @@ def export_card(ref: "VersionRef", manifest: dict[str, Any], s: "Survey", langs:
     lines += ["", "## Filters and the rejection funnel", ""]
     if manifest.get("stages"):
         lines += ["Stages: " + " → ".join(manifest["stages"]), ""]
+    filters = filter_settings(manifest.get("filters"))
+    lines += [f"- filter `{name}`" + (f": {params}" if params else "") for name, params in filters]
+    if filters:
+        lines.append("")
     lines += funnel_lines(manifest, s.records)
     lines += ["## Files", ""]
     for fmt in formats:

@@ -241,8 +241,10 @@ def export_version(ref: VersionRef, dest: Path, formats: list[str], *, val: floa
         "counts": {sp: s.splits[sp] for sp in SPLITS},
         "files": {fmt: {sp: file_name(fmt, sp) for sp in splits} for fmt in formats},
     }
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = dest.parent / f".{dest.name}.export-{os.getpid()}"
+    home = dest.parent          # build beside DEST, or in its nearest existing folder: no folder is
+    while not home.exists():    # created for an export that fails
+        home = home.parent
+    stage = home / f".{dest.name}.export-{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
     try:
@@ -262,7 +264,10 @@ def export_version(ref: VersionRef, dest: Path, formats: list[str], *, val: floa
 
 
 def _replace(stage: Path, dest: Path) -> None:
-    if not dest.exists():
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists() or not any(dest.iterdir()):
+        if dest.exists():
+            dest.rmdir()
         os.rename(stage, dest)
         return
     old = dest.parent / f".{dest.name}.old-{os.getpid()}"

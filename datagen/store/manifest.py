@@ -95,6 +95,9 @@ def dataset_card(name: str, manifest: dict[str, Any]) -> str:
         f"- source: {manifest['seeds'].get('path')} (sha256 {manifest['seeds'].get('sha256', '')[:12]}…)",
         "",
     ]
+    if manifest["rejected"]:
+        from datagen.store.card import funnel_lines
+        lines += ["## Rejection funnel", "", *funnel_lines(manifest, counts.get("records", 0))]
     if manifest.get("partial"):
         lines += [f"**Partial version**: the run stopped early ({manifest['partial']}): "
                   f"{manifest.get('partial_reason') or manifest['partial']}. It holds what was finished.", ""]
@@ -102,6 +105,9 @@ def dataset_card(name: str, manifest: dict[str, Any]) -> str:
         "Files: `alpaca.jsonl` (instruction/input/output), `sharegpt.jsonl` (conversations), "
         "`messages.jsonl` (OpenAI messages), `records.jsonl` (full lineage), `rejected.jsonl`, "
         "`manifest.json`, `dataset_info.json` (LLaMA-Factory).",
+        "",
+        f"Train/validation files for LLaMA-Factory, axolotl, TRL and the Hugging Face Hub: "
+        f"`datagen export {name}@{{{{version}}}} --dest DIR`.",
         "",
         "Machine-generated data: review before training; the teacher's licence terms apply to its outputs.",
         "",
