@@ -226,6 +226,10 @@ def verbs(versions: list[VersionData]) -> tuple[Any, str] | str:
 
     fig, axes = _figure(len(versions), width=7.5 * len(versions), height=7.5)
     cmap = plt.get_cmap("tab20")
+    shade: dict[str, int] = {}            # one colour per verb in every version's rings
+    for v in versions:
+        for verb, _, _ in v.verbs.top():
+            shade.setdefault(verb, len(shade))
     for ax, v in zip(axes, versions):
         top = v.verbs.top()
         if not top:
@@ -234,8 +238,8 @@ def verbs(versions: list[VersionData]) -> tuple[Any, str] | str:
             continue
         inner = [n for _, n, _ in top]
         outer, outer_labels, outer_colors = [], [], []
-        for i, (verb, n, objs) in enumerate(top):
-            base = cmap(i % 20)
+        for verb, n, objs in top:
+            base = cmap(shade[verb] % 20)
             shown = 0
             for obj, m in objs:
                 outer.append(m)
@@ -247,7 +251,7 @@ def verbs(versions: list[VersionData]) -> tuple[Any, str] | str:
                 outer_labels.append("")
                 outer_colors.append((0.93, 0.93, 0.93, 1))
         total = sum(inner)
-        ax.pie(inner, radius=0.62, colors=[cmap(i % 20) for i in range(len(top))],
+        ax.pie(inner, radius=0.62, colors=[cmap(shade[verb] % 20) for verb, _, _ in top],
                labels=[verb if n / total > 0.025 else "" for verb, n, _ in top], labeldistance=0.62,
                rotatelabels=True, textprops={"fontsize": 8, "ha": "center", "va": "center"},
                wedgeprops={"width": 0.42, "edgecolor": "white", "linewidth": 0.8}, startangle=90,
