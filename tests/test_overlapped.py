@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import sqlite3
 
 import pytest
@@ -14,7 +15,7 @@ from conftest import run_cli
 from openai_stub import StubConfig, StubServer
 from si_responder import responder
 
-from datagen.methods.overlapped import OverlappedRun
+from datagen.methods.overlapped import PRIOR_SUCCESS, OverlappedRun
 from datagen.methods.self_instruct import SelfInstructParams, SelfInstructState, Templates
 from datagen.store.seeds import load_seeds
 from datagen.teacher.client import Teacher
@@ -108,6 +109,34 @@ def test_overlapped_stops_at_the_target_and_says_what_was_beyond_it():
     not_needed = [r["text"] for r in state.rejected if r["reason"] == "not_needed"]
     assert not_needed == [t.instruction for t in after] and after        # each one said, in order
     assert len(run.prompts) <= 16          # before any answer, no more prompts than the target needs at 1 each
+
+
+WORDS = ("lantern orbit velvet quarry meadow cipher harbor tundra ember falcon prism willow canyon beacon "
+         "granite lagoon nectar summit thistle vortex walnut zephyr bramble cobalt dune fjord glacier hollow").split()
+
+
+def rich(kind, body):
+    """si_responder, except that a bootstrap answer holds five novel instructions, not one to four."""
+    prompt = body.get("prompt") or ""
+    if not prompt.rstrip().endswith("9."):
+        return responder(kind, body)
+    import random
+    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
+    items = [f"Explain {' '.join(rng.sample(WORDS, 7))}." for _ in range(5)]
+    return " " + "\n".join(f"{i}. {t}" if i > 9 else t for i, t in enumerate(items, 9))
+
+
+def test_tasks_the_target_does_not_need_are_not_paid_for():
+    """A wide window folds many more accepted tasks than the target at once: the need gate sends
+    classification and instances only for as many as may be needed, not for every task."""
+    with StubServer(StubConfig(responder=rich)) as srv:
+        state, run, usage = _generate(srv, n=40, window=64, concurrency=128)
+    accepted = sum(len(p.tasks) for p in run.prompts)
+    classified = state.counts["classify.yes"] + state.counts["classify.no"]
+    failed = classified - state.counts["instances.tasks_valid"]
+    assert len(state.done) == 40 and accepted >= 1.3 * 40        # the scenario: far more tasks than needed
+    assert classified <= math.ceil(40 / PRIOR_SUCCESS) + failed + 2
+    assert usage.requests == len(run.prompts) + 2 * classified
 
 
 @pytest.mark.slow

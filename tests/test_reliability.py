@@ -38,6 +38,15 @@ def _generation_requests(srv) -> int:
     return len(srv.requests_to("/v1/completions"))
 
 
+def _cached_rows(tmp_path: Path) -> int:
+    if not (tmp_path / "cache.sqlite").exists():
+        return 0
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:
+        if not db.execute("SELECT name FROM sqlite_master WHERE name = 'responses'").fetchone():
+            return 0
+        return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
 def _latest_records(out: Path) -> str:
     d = out / "rel"
     return (d / (d / "LATEST").read_text().strip() / "records.jsonl").read_text()
@@ -111,17 +120,18 @@ def test_sigkill_then_rerun_loses_nothing(tmp_path, prefect_env, reference, refe
         p = run_cli(_args(srv, tmp_path, schedule=schedule), env={**prefect_env, "DATAGEN_CRASH_AT": point})
         assert p.returncode == -9, (point, p.returncode, p.stderr[-2000:])
         _assert_no_partial_version(tmp_path)
-        cached = 0
-        if (tmp_path / "cache.sqlite").exists():
-            with sqlite3.connect(tmp_path / "cache.sqlite") as db:
-                if db.execute("SELECT name FROM sqlite_master WHERE name = 'responses'").fetchone():
-                    cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        cached = _cached_rows(tmp_path)
         srv.reset()
         p = run_cli(_args(srv, tmp_path, schedule=schedule), env=prefect_env)
         assert p.returncode == 0, p.stderr[-3000:]
         resent = _generation_requests(srv)
     assert _latest_records(tmp_path) == reference["records"]
-    assert resent == reference["requests"] - cached       # only what was not cached is asked again
+    # No answer asked for twice: every request of the rerun is one the cache did not hold (each adds a
+    # row; a repeat would not). The count itself may differ from the reference's by tasks beyond the
+    # target, whose classification depends on when earlier tasks finished (never the records).
+    assert resent == _cached_rows(tmp_path) - cached
+    if schedule == "sequential":
+        assert resent == reference["requests"] - cached
     _assert_no_partial_version(tmp_path)
     assert not [d for d in (tmp_path / "rel" / ".runs").iterdir()]   # crashed working state cleaned
 

@@ -11,8 +11,13 @@ answer k-W has been folded in and the tasks it produced have their instances, W 
   accepted task gets its classification and instances at once;
 - whether prompt k is sent at all is estimated from fixed snapshots (tasks accepted up to answer
   k-W, the share that got instances up to k-2W), and, once the estimate says the target may be met,
-  decided on the state after every earlier prompt is resolved; tasks after the target are neither
-  classified nor given instances once earlier answers already hold the target;
+  decided on the state after every earlier prompt is resolved; if that state is still short, enough
+  prompts for the shortfall go out together (a deterministic burst), not one latency chain each;
+- a task is classified and given instances only if the tasks before it in fold order may fall short
+  of the target: estimated from the outcomes of tasks up to 2W before it, and, when that estimate
+  says enough, decided once every earlier task has finished (then as many tasks as the shortfall
+  needs go together). Tasks the target does not need are not paid for, and since each decision
+  depends on outcomes only, the same run sends the same requests whatever the latencies;
 - the records are the first `num_instructions` tasks, in fold order, that end with valid instances.
 
 So the same seeds, --seed and window give the same dataset whatever the latencies and the order in
@@ -21,6 +26,8 @@ which answers arrive; a rerun after a kill replays every cached answer and asks 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +41,9 @@ SCHEDULES = ("overlapped", "sequential")
 
 
 # Before any answer is known: each prompt is assumed to end with one instruction with instances (the
-# first window is then at most the target), and 70% of accepted tasks to get valid instances.
+# first window is then at most the target), and 90% of accepted tasks to get valid instances (a share the need gate also starts from).
 PRIOR_YIELD = 1.0
-PRIOR_SUCCESS = 0.7
+PRIOR_SUCCESS = 0.9
 
 
 @dataclass
@@ -64,6 +71,7 @@ class _Prompt:
     folded: asyncio.Event = field(default_factory=asyncio.Event)
     resolved: asyncio.Event = field(default_factory=asyncio.Event)
     task_rejects: list[list[dict[str, Any]]] = field(default_factory=list)
+    first_task: int = 0        # fold-order index of its first task
 
 
 class OverlappedRun:
@@ -84,6 +92,14 @@ class OverlappedRun:
         self.stopped = ""                            # why no further prompt was sent
         self.with_instances = 0                      # tasks that got valid instances so far (for progress)
         self.on_progress = None                      # callback(run) after each fold / resolution
+        # the need gate: per task in fold order, None (not finished), 1 (instances), 0 (none), -1 (skipped)
+        self._outcomes: list[int | None] = []
+        self._decided: list[asyncio.Event] = []
+        self._finished_prefix = 0                    # tasks 0..n-1 have all finished
+        self._done_prefix, self._tried_prefix = [0], [0]   # cumulative over that prefix
+        self._waiting: list[tuple[int, int, asyncio.Future]] = []   # heap of (prefix needed, id, wake-up)
+        self._task_burst_until = 0                   # tasks below this go without the estimate
+        self._burst_until = 0                        # prompts below this go out without the estimate
 
     # --- decisions ------------------------------------------------------------------------------
     @staticmethod
@@ -129,6 +145,8 @@ class OverlappedRun:
         if folded.stall_run >= self._stall_limit():
             self.stopped = "stalled"
             return False
+        if k < self._burst_until:
+            return True
         success = resolved.done / resolved.accepted if resolved.accepted else PRIOR_SUCCESS
         expected = folded.accepted * success
         answered = j + 1 if j >= 0 else 0
@@ -144,7 +162,14 @@ class OverlappedRun:
         if self._folded(k - 1).stall_run >= self._stall_limit():
             self.stopped = "stalled"
             return False
-        return not s.budget_stop
+        if s.budget_stop:
+            return False
+        # Short by `target - done` with everything so far resolved: send the prompts that shortfall
+        # needs at the yield seen so far, together (decided on resolved state only, so deterministic).
+        per_prompt = full.done / k if k else PRIOR_YIELD
+        burst = math.ceil((target - full.done) / max(per_prompt, 1.0 / self.window))
+        self._burst_until = k + max(1, min(burst, self.window))
+        return True
 
     def _folded(self, j: int) -> "_Folded":
         return self.folds[j] if j >= 0 else _Folded()
@@ -226,6 +251,9 @@ class OverlappedRun:
         accepted = s.fold_answer(answer, prompt.k + 1, prompt.parents) if answer is not None else []
         prompt.tasks = accepted
         prompt.task_rejects = [[] for _ in accepted]
+        prompt.first_task = len(self._outcomes)
+        self._outcomes.extend([None] * len(accepted))
+        self._decided.extend(asyncio.Event() for _ in accepted)
         prompt.machine_len = len(s.machine)
         prev = self._folded(prompt.k - 1)
         self.folds.append(_Folded(accepted=prev.accepted + len(accepted),
@@ -255,9 +283,12 @@ class OverlappedRun:
         """One task's classification and instances; its rejects are kept aside and written in order."""
         s = self.state
         sink = _Sink(s, task.round)
+        index = prompt.first_task + i
+        outcome = -1
         try:
-            if self._target_met_before(prompt.k):
+            if not await self._needed(index):
                 return          # beyond the target whatever it would get: no classification, no instances
+            outcome = 0
             await s.classify(teacher, [task])
             if task.is_classification is None:
                 return
@@ -269,14 +300,68 @@ class OverlappedRun:
                 return
             if s.apply_instances(task, answer, sink.reject):
                 self.with_instances += 1
+                outcome = 1
         finally:
             prompt.task_rejects[i] = sink.rows
+            self._finish_task(index, outcome)
 
-    def _target_met_before(self, k: int) -> bool:
-        """Answers before k, all resolved, already hold the target's tasks (so every task of k and later
-        is beyond it, however they end)."""
-        n = len(self.snapshots)
-        return 0 < n <= k and self.snapshots[n - 1].done >= self.state.params.num_instructions
+    # --- the need gate --------------------------------------------------------------------------
+    # Task i (in fold order) is decided after task i-1, on outcomes that are fixed by then: those of
+    # tasks 0..i-L (L = 2W, finished long since in the middle of a run). Expected to fall short
+    # without it -> it goes; tasks 0..i-L already hold the target -> skipped. Otherwise it waits for
+    # every earlier task to finish and goes only if they fall short, and then so do as many after it
+    # as that shortfall needs at the success rate seen (a burst, not one latency chain each). Every
+    # decision is a function of outcomes, never of timing, so the same run sends the same requests.
+    def _prefix_wait(self, n: int):
+        """A future done once tasks 0..n-1 have all finished."""
+        wake = asyncio.get_running_loop().create_future()
+        if self._finished_prefix >= n:
+            wake.set_result(None)
+        else:
+            heapq.heappush(self._waiting, (n, id(wake), wake))
+        return wake
+
+    def _finish_task(self, index: int, outcome: int) -> None:
+        self._outcomes[index] = outcome
+        while self._finished_prefix < len(self._outcomes) and self._outcomes[self._finished_prefix] is not None:
+            self._done_prefix.append(self._done_prefix[-1] + (self._outcomes[self._finished_prefix] == 1))
+            self._tried_prefix.append(self._tried_prefix[-1] + (self._outcomes[self._finished_prefix] >= 0))
+            self._finished_prefix += 1
+        while self._waiting and self._waiting[0][0] <= self._finished_prefix:
+            wake = heapq.heappop(self._waiting)[2]
+            if not wake.done():
+                wake.set_result(None)
+
+    async def _needed(self, index: int) -> bool:
+        if index > 0:
+            await self._decided[index - 1].wait()
+            self._check()
+        try:
+            return await self._decide(index)
+        finally:
+            self._decided[index].set()
+
+    async def _decide(self, index: int) -> bool:
+        target = self.state.params.num_instructions
+        lag = 2 * self.window
+        j = index - lag                       # tasks 0..j decide the estimate
+        if j >= 0:
+            await self._prefix_wait(j + 1)
+            self._check()
+        done, tried = (self._done_prefix[j + 1], self._tried_prefix[j + 1]) if j >= 0 else (0, 0)
+        if done >= target:
+            return False
+        success = (done + 10 * PRIOR_SUCCESS) / (tried + 10)
+        if index < self._task_burst_until or done + (index - max(j + 1, 0)) * success < target:
+            return True
+        await self._prefix_wait(index)        # the estimate says enough: decide on every earlier task
+        self._check()
+        done, tried = self._done_prefix[index], self._tried_prefix[index]
+        if done >= target:
+            return False
+        success = (done + 10 * PRIOR_SUCCESS) / (tried + 10)
+        self._task_burst_until = index + math.ceil((target - done) / max(success, 0.05))
+        return True
 
     def _fold_order(self) -> list[MachineTask]:
         return [t for p in self.prompts for t in p.tasks]
