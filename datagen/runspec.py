@@ -232,8 +232,10 @@ def base_run(*, name: str, out: Path, cfg: dict[str, Any], config_path: Path | N
 def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any], config_path: Path | None,
                       teacher_flags: dict[str, Any], params: dict[str, Any], cache: Path | None = None,
                       max_cost: float | None = None, max_total_tokens: int | None = None, variant: str = "self-instruct",
-                      judge_flags: dict[str, Any] | None = None, judging: dict[str, Any] | None = None):
-    """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field."""
+                      judge_flags: dict[str, Any] | None = None, judging: dict[str, Any] | None = None,
+                      extend: bool = False):
+    """Returns (run, teacher_config, params); raises DatagenError naming the flag, file or field.
+    `extend`: the run continues the LATEST of OUT/NAME when there is one (see `extend_target`)."""
     from datagen.methods.self_instruct import Templates
     from datagen.store.seeds import load_seeds
 
@@ -241,6 +243,7 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
                                 judge_flags=judge_flags, cache=cache, max_cost=max_cost,
                                 max_total_tokens=max_total_tokens)
     load_seeds(seeds)
+    run["extend"] = bool(extend)
     where = str(config_path or "config")
     # Self-Instruct judges nothing unless asked (the paper has no judge): mode defaults to off here.
     judging = dict(judging or {})
@@ -261,6 +264,38 @@ def self_instruct_run(*, seeds: Path, name: str, out: Path, cfg: dict[str, Any],
     _check_assumptions(cfg.get("assumptions"), where)
     run.update({"seeds": str(Path(seeds).resolve()), "params": merged})
     return run, teacher_cfg, merged
+
+
+def extend_target(spec: str, out: Path, name: str | None, variant: str = "self-instruct") -> tuple[str, Path]:
+    """`--extend DATASET` (NAME under OUT, or a dataset folder): the (name, store folder) the run publishes
+    into. It must hold a published Self-Instruct version of the same variant; `--name`, if given, must
+    name the same dataset."""
+    import json
+
+    from datagen.store.refs import resolve_dataset
+
+    try:
+        store = resolve_dataset(spec, out)
+        vdir = store.resolve(None)
+    except DatagenError as e:
+        raise DatagenError(f"--extend: {e}") from None
+    if name is not None and name != store.name:
+        raise DatagenError(f"--name / --extend: --extend {spec} publishes into dataset '{store.name}'; drop --name "
+                           f"or give --name {store.name}")
+    try:
+        manifest = json.loads((vdir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DatagenError(f"--extend: {vdir / 'manifest.json'}: cannot read ({e})") from None
+    made_by = manifest.get("recipe")
+    if made_by != "self-instruct":
+        raise DatagenError(f"--extend: {store.name}@{vdir.name} was made by '{made_by}', not self-instruct; "
+                           "only a self-instruct dataset grows by new instructions")
+    was = "alpaca" if (manifest.get("config") or {}).get("variant") == "alpaca" else "self-instruct"
+    if was != variant:
+        raise DatagenError(f"--extend: {store.name}@{vdir.name} is the {was} variant; give --variant {was}")
+    if not (vdir / "records.jsonl").is_file():
+        raise DatagenError(f"--extend: {vdir / 'records.jsonl'}: missing (the records to continue from)")
+    return store.name, store.root
 
 
 EVOL_FLAGS = {"rounds": "--rounds", "seed": "--seed", "weights": "--weights", "max_tokens": "--max-tokens",

@@ -44,8 +44,9 @@ def shared(name: str):
 def run_self_instruct(
     seeds: Path = typer.Option(..., "--seeds", help="Seed tasks: Self-Instruct JSONL, Alpaca JSON/JSONL, or .txt (one instruction per line)."),
     num_instructions: Optional[int] = typer.Option(None, "--num-instructions", "-n", min=1, help="New instructions (each with valid instances) to generate (default 10)."),
-    name: str = typer.Option("self-instruct", "--name", help="Dataset name: versions go to OUT/NAME/vNNNN."),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name: versions go to OUT/NAME/vNNNN (default self-instruct; with --extend, that dataset)."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Folder holding published datasets."),
+    extend: Optional[str] = typer.Option(None, "--extend", help="Grow this dataset (NAME under --out, or its folder): continue from its LATEST, -n new instructions none of which is a near-duplicate of one published, sampling seeded from --seed and the new version's number; the new version holds the earlier records and the new."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for prompt sampling (same seed + same answers = same dataset; default 42)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (default: $OPENAI_BASE_URL, else the embedded llama.cpp teacher)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name at the endpoint (required with --base-url)."),
@@ -85,6 +86,10 @@ def run_self_instruct(
     if refresh and no_cache:
         raise DatagenError("--refresh / --no-cache: pick one (--refresh asks again and overwrites; --no-cache "
                            "neither reads nor writes)")
+    if extend is not None:
+        from datagen.runspec import extend_target
+        name, out = extend_target(extend, out, name, variant.value)
+    name = name or "self-instruct"
     cfg = load_config(config)
     teacher_flags = {"base_url": base_url, "model": model, "api": api.value if api else None,
                      "max_concurrency": max_concurrency, "rpm": rpm, "tpm": tpm,
@@ -92,7 +97,7 @@ def run_self_instruct(
                      "cache_mode": "refresh" if refresh else ("off" if no_cache else None)}
     run, teacher_cfg, params = self_instruct_run(
         seeds=seeds, name=name, out=out, cfg=cfg, config_path=config, teacher_flags=teacher_flags, cache=cache,
-        max_cost=max_cost, max_total_tokens=max_total_tokens, variant=variant.value,
+        max_cost=max_cost, max_total_tokens=max_total_tokens, variant=variant.value, extend=extend is not None,
         judge_flags={"base_url": judge_base_url, "model": judge_model},
         judging={"mode": judge.value if judge else None, "min_score": judge_min_score},
         params={"num_instructions": num_instructions, "seed": seed, "prompts_per_round": prompts_per_round,

@@ -44,6 +44,7 @@ class RunContext:
     budget: Budget | None
     translator: Any = None          # a Teacher of its own, or teacher.as_role("translator")
     translator_config: TeacherConfig | None = None
+    earlier: Earlier | None = None  # the version this run extends (run["extend"]), None otherwise
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -56,6 +57,59 @@ class RunContext:
 
     def timed(self, stage: str, t0: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + time.monotonic() - t0
+
+
+@dataclass
+class Earlier:
+    """The published version a run continues (`--extend`, or a scheduled night): its records (kept in
+    the new version ahead of the new ones), its lineage, and the version the run is about to make."""
+    label: str                                     # NAME@vN: the new version's parent
+    dir: Path
+    records: list[Record]
+    ancestors: list[Record]
+    next_version: int
+
+    @property
+    def instructions(self) -> list[str]:
+        return list(dict.fromkeys(r.instruction for r in self.records))
+
+    def seed(self, base: int) -> int:
+        """This night's sampling seed: from the base --seed and the version about to be made, so a
+        rerun of the same night replays its cache and the next night asks new questions."""
+        from datagen.methods.evol import derived_seed
+        return derived_seed(base, "extend", self.next_version)
+
+
+def load_earlier(store: DatasetStore) -> Earlier | None:
+    """LATEST of the dataset the run publishes into, read whole (None: nothing published yet)."""
+    latest = store.latest()
+    if latest is None:
+        return None
+    vdir = store.resolve(latest)
+
+    def rows(name: str) -> list[Record]:
+        path = vdir / name
+        if not path.exists():
+            return []
+        out = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    out.append(Record.from_dict(json.loads(line)))
+                except (ValueError, TypeError, KeyError) as e:
+                    raise DatagenError(f"{path}:{n}: not a datagen record ({e}); cannot extend {store.name}@{latest}") from None
+        return out
+
+    if not (vdir / "records.jsonl").is_file():
+        raise DatagenError(f"{vdir / 'records.jsonl'}: missing; cannot extend {store.name}@{latest}")
+    return Earlier(label=f"{store.name}@{latest}", dir=vdir, records=rows("records.jsonl"),
+                   ancestors=rows("lineage.jsonl"), next_version=int(latest[1:]) + 1)
+
+
+# Recipes whose stages continue a published dataset (they read ctx.earlier).
+EXTENDS = {"self-instruct"}
 
 
 @dataclass
@@ -124,6 +178,12 @@ async def run_recipe(run: dict[str, Any], recipe: str, body: Callable[[RunContex
 async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Awaitable[Outcome]],
                store: DatasetStore, claim: Any, started: float) -> dict[str, Any]:
     crash_point("run.start")
+    earlier = None
+    if run.get("extend"):
+        if recipe in EXTENDS:
+            earlier = load_earlier(store)
+        else:
+            get_run_logger().warning("%s does not continue a dataset; extend is ignored", recipe)
     cfg, judge_cfg = role_configs(run)
     cache = ResponseCache(run["cache"])
     work = store.work_dir(run["run_id"])
@@ -145,7 +205,8 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
         translator = tr_own or teacher.as_role("translator")
         try:
             ctx = RunContext(run=run, store=store, work=work, teacher=teacher, judge=judge, config=cfg,
-                             judge_config=judge_cfg, budget=budget, translator=translator, translator_config=tr_cfg)
+                             judge_config=judge_cfg, budget=budget, translator=translator, translator_config=tr_cfg,
+                             earlier=earlier)
             progress.current().usages = [teacher.usage, judge.usage, translator.usage]
             progress.current().concurrency = teacher.concurrency
             outcome = await body(ctx)
@@ -189,6 +250,15 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
         log.warning("stopped early, %s", outcome.partial_reason or outcome.partial)
     teacher_info = {**cfg.public(), "model": model, "model_file": model_file, "sampling": outcome.sampling}
     extra = dict(outcome.extra)
+    if earlier is not None:
+        _check_still_latest(store, earlier)
+        extra["extend"] = {**extra.get("extend", {}), "parent": earlier.label,
+                           "earlier_records": len(earlier.records), "new_records": len(outcome.records)}
+        outcome.counts = {**outcome.counts, "records": len(earlier.records) + len(outcome.records),
+                          "earlier_records": len(earlier.records), "new_records": len(outcome.records)}
+        outcome.records = [*earlier.records, *outcome.records]
+        outcome.ancestors = [*earlier.ancestors, *outcome.ancestors]
+        outcome.parent = outcome.parent or earlier.label
     extra["judge"] = ({**judge_cfg.public(), "model": judge_model} if judge_cfg is not None
                       else {"same_as": "teacher", "model": judge_model})
     if run.get("translate"):
@@ -213,6 +283,15 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     prog.stage = "done"
     return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
             "flow_run_id": str(runtime.flow_run.id)}
+
+
+def _check_still_latest(store: DatasetStore, earlier: Earlier) -> None:
+    """A version published by another run since this one read LATEST would be left out of the new
+    version: refuse rather than publish a version that drops it."""
+    latest = store.latest()
+    if latest != earlier.dir.name:
+        raise DatagenError(f"{store.name}: {store.name}@{latest} was published while this run extended "
+                           f"{earlier.label}; nothing was published; run again to extend {store.name}@{latest}")
 
 
 def _reasons(rejected: list[dict[str, Any]]) -> str:

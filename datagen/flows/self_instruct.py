@@ -90,9 +90,11 @@ async def self_instruct_stages(ctx: RunContext) -> Outcome:
     if run.get("variant") == "alpaca":
         return await alpaca_stages(ctx)
     seeds = load_seeds(run["seeds"])
-    params = SelfInstructParams(**run["params"])
+    params = SelfInstructParams(**night_params(ctx))
     templates = Templates.load(params.prompts_dir)
     state = SelfInstructState(seeds, params, templates)
+    if ctx.earlier is not None:
+        state.continue_from(ctx.earlier.instructions)
     prog, teacher = ctx.progress, ctx.teacher
     prog.target = params.num_instructions
     ctx.log.info("self-instruct: %d seeds from %s, target %d instructions, teacher %s (%s), %s schedule",
@@ -138,7 +140,8 @@ async def self_instruct_stages(ctx: RunContext) -> Outcome:
         partial_reason=state.stop_explanation(), budget_stop=state.budget_stop,
         stages=["bootstrap", "classify", "instances", "filter"],
         extra={"filters": {"rouge_l": {"threshold": params.rouge_threshold,
-                                       "tokenizer": state.novelty.tokenizer_name}}})
+                                       "tokenizer": state.novelty.tokenizer_name}},
+               **extend_section(ctx, params.seed, len(state.done))})
     judging = run.get("judging") or {"mode": "off"}
     if judging["mode"] != "off" and records:
         judged = await judge_stage(ctx, records, {**judging, "rouge_threshold": params.rouge_threshold},
@@ -150,15 +153,39 @@ async def self_instruct_stages(ctx: RunContext) -> Outcome:
     return outcome
 
 
+def night_params(ctx: RunContext) -> dict[str, Any]:
+    """The run's method settings; continuing a dataset, its seed is this night's (base --seed and the
+    version about to be made), and the log says what the run starts from."""
+    params = dict(ctx.run["params"])
+    if ctx.earlier is not None:
+        params["seed"] = ctx.earlier.seed(params["seed"])
+        ctx.log.info("extending %s: %d records, %d instructions join the novelty index; seed %d (from --seed %d "
+                     "and v%04d)", ctx.earlier.label, len(ctx.earlier.records), len(ctx.earlier.instructions),
+                     params["seed"], ctx.run["params"]["seed"], ctx.earlier.next_version)
+    return params
+
+
+def extend_section(ctx: RunContext, seed: int, new_instructions: int) -> dict[str, Any]:
+    """The manifest's `extend` section (the harness adds the parent and record counts)."""
+    if not ctx.run.get("extend"):
+        return {}
+    earlier = ctx.earlier
+    return {"extend": {"parent": earlier.label if earlier else None, "base_seed": ctx.run["params"]["seed"],
+                       "seed": seed, "earlier_instructions": len(earlier.instructions) if earlier else 0,
+                       "new_instructions": new_instructions}}
+
+
 async def alpaca_stages(ctx: RunContext) -> Outcome:
     """The Alpaca variant: instruction, input and output written together, 20 per call."""
     from datagen.methods.alpaca import AlpacaParams, AlpacaState, AlpacaTemplates, sampling_table as alpaca_sampling
 
     run = ctx.run
     seeds = load_seeds(run["seeds"])
-    params = AlpacaParams(**run["params"])
+    params = AlpacaParams(**night_params(ctx))
     templates = AlpacaTemplates.load(params.prompts_dir)
     state = AlpacaState(seeds, params, templates)
+    for text in ctx.earlier.instructions if ctx.earlier is not None else ():
+        state.novelty.add(text)      # the variant's prompts show seeds only: the novelty index is what continues
     prog = ctx.progress
     prog.target = params.num_instructions
     ctx.log.info("self-instruct (alpaca variant): %d seeds from %s, target %d instructions, teacher %s",
@@ -178,7 +205,8 @@ async def alpaca_stages(ctx: RunContext) -> Outcome:
         templates=templates.hashes(), sampling=alpaca_sampling(params), partial=partial,
         partial_reason=state.stop_explanation(), budget_stop=state.budget_stop, stages=["generate"],
         extra={"variant": "alpaca", "filters": {"rouge_l": {"threshold": params.rouge_threshold,
-                                                            "tokenizer": state.novelty.tokenizer_name}}})
+                                                            "tokenizer": state.novelty.tokenizer_name}},
+               **extend_section(ctx, params.seed, len(state.done))})
 
 
 @task(name="alpaca-round", cache_policy=NONE)

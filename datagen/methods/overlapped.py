@@ -177,7 +177,7 @@ class OverlappedRun:
     def _prompt_text(self, k: int) -> tuple[str, list[str]]:
         s = self.state
         j = k - self.window
-        pool = s.machine[:self.prompts[j].machine_len] if j >= 0 else []
+        pool = s.machine[:self.prompts[j].machine_len] if j >= 0 else s.machine[:s.earlier]
         rng = random.Random(derived_seed(s.params.seed, "bootstrap", k))
         machine = rng.sample(pool, min(s.params.machine_in_prompt, len(pool)))
         seeds = rng.sample(s.seeds, min(s.params.prompt_instructions - len(machine), len(s.seeds)))

@@ -221,6 +221,25 @@ class SelfInstructState(BootstrapState):
         self.machine: list[MachineTask] = []    # every instruction the bootstrap accepted (the pool)
         self.pending: list[MachineTask] = []    # accepted, instances not generated yet
         self.done: list[MachineTask] = []       # accepted with at least one valid instance
+        self.earlier = 0                        # machine[:earlier]: instructions published before (--extend)
+        self.earlier_dedup: Any = None          # MinHash index of those, when continuing a dataset
+
+    def continue_from(self, instructions: list[str]) -> None:
+        """Start where a published dataset left off (`--extend`): its instructions join the ROUGE-L
+        novelty index and the machine pool the bootstrap samples from, and a MinHash index of them drops
+        a new instruction that is a near-duplicate the ROUGE-L threshold lets through. Before any step."""
+        from datagen.filters.minhash import MinHashDedup
+
+        if self.machine or self.prompts_sent:
+            raise RuntimeError("continue_from: the run has already started")
+        dedup = MinHashDedup()
+        for text in dict.fromkeys(instructions):
+            self.novelty.add(text)
+            dedup.check_and_add(content_id(text), text)
+            self.machine.append(MachineTask(id=content_id(text), instruction=text, round=0, parents=[],
+                                            request="", scores={}))
+        self.earlier = len(self.machine)
+        self.earlier_dedup = dedup
 
     # --- decisions -------------------------------------------------------------------------------
     def waiting(self) -> bool:
@@ -263,7 +282,7 @@ class SelfInstructState(BootstrapState):
                 self.counts["bootstrap.candidates"] += 1
                 verdict = self.rules(instruction)
                 if verdict.keep:
-                    verdict = self.novelty.check_and_add(instruction)
+                    verdict = self._novel(instruction)
                 if not verdict.keep:
                     self.reject("bootstrap", verdict.reason, instruction, dict(verdict.detail))
                     continue
@@ -273,6 +292,19 @@ class SelfInstructState(BootstrapState):
                 accepted.append(task)
         self.counts["bootstrap.accepted"] += len(accepted)
         return accepted
+
+    def _novel(self, instruction: str):
+        """ROUGE-L against the seeds and every instruction kept so far (and, continuing a dataset, a
+        MinHash check against it); a kept instruction joins both indexes."""
+        if self.earlier_dedup is None:
+            return self.novelty.check_and_add(instruction)
+        verdict = self.novelty.check(instruction)
+        if verdict.keep:
+            near = self.earlier_dedup.check_and_add(content_id(instruction), instruction)
+            if not near.keep:
+                return near
+            self.novelty.add(instruction)
+        return verdict
 
     async def bootstrap_round(self, teacher: Teacher) -> int:
         """One round of new instructions; returns how many were accepted."""

@@ -1,0 +1,125 @@
+"""Growing a dataset night after night: `datagen run self-instruct --extend NAME` against the loopback stub.
+
+Each night continues from LATEST: the new version holds the earlier records and -n new instructions, names
+its parent, samples with a seed of its own, and adds nothing that is a near-duplicate (ROUGE-L > 0.7 with the
+run's tokenizer, or a MinHash duplicate) of an earlier night's instructions.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from datagen.filters.minhash import MinHashDedup
+from datagen.filters.rouge_novelty import rouge_l_f, tokenize
+from openai_stub import StubConfig, StubServer
+from si_responder import responder
+
+NEW = 4
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _night(srv, tmp_path, env, schedule, *extra):
+    return run_cli(["run", "self-instruct", "--seeds", "seeds/175.jsonl", "-n", str(NEW), "--schedule", schedule,
+                    "--out", str(tmp_path / "out"), "--base-url", srv.base_url, "--model", "stub",
+                    "--cache", str(tmp_path / "c.sqlite"), *extra], env=env)
+
+
+def _instructions(records: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["instruction"] for r in records))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["overlapped", "sequential"])
+def test_three_nights_grow_one_dataset_without_near_duplicates(tmp_path, prefect_env, schedule):
+    with StubServer(StubConfig(responder=lambda kind, body: responder(kind, body))) as srv:
+        first = _night(srv, tmp_path, prefect_env, schedule, "--name", "grow")
+        assert first.returncode == 0, first.stderr[-3000:]
+        for night in (2, 3):
+            p = _night(srv, tmp_path, prefect_env, schedule, "--extend", "grow")
+            assert p.returncode == 0, p.stderr[-3000:]
+            assert p.stdout.strip().splitlines()[-1] == str(tmp_path / "out" / "grow" / f"v{night:04d}")
+    d = tmp_path / "out" / "grow"
+    assert (d / "LATEST").read_text().strip() == "v0003"
+    versions = [d / f"v{i:04d}" for i in (1, 2, 3)]
+    records = [_rows(v / "records.jsonl") for v in versions]
+    manifests = [json.loads((v / "manifest.json").read_text()) for v in versions]
+
+    assert manifests[0]["parent"] is None and "extend" not in manifests[0]
+    tokenizer = manifests[0]["config"]["params"]["rouge_tokenizer"]
+    seeds_used = {42}
+    for i in (1, 2):
+        before, now, m = records[i - 1], records[i], manifests[i]
+        assert now[:len(before)] == before                        # v(i+1) holds v(i) whole, in order, unchanged
+        added = now[len(before):]
+        earlier = _instructions(before)
+        new = _instructions(added)
+        assert len(new) == NEW and not set(new) & set(earlier)    # -n counts the new instructions only
+        assert m["parent"] == f"grow@v{i:04d}"
+        assert m["counts"]["records"] == len(now) == len(_rows(versions[i] / "alpaca.jsonl"))
+        assert m["counts"]["instructions"] == NEW and m["counts"]["new_records"] == len(added)
+        ext = m["extend"]
+        assert ext["parent"] == f"grow@v{i:04d}" and ext["base_seed"] == 42
+        assert ext["earlier_instructions"] == len(earlier) and ext["new_instructions"] == NEW
+        assert ext["seed"] not in seeds_used                      # a new seed every night
+        seeds_used.add(ext["seed"])
+        assert len({r["id"] for r in now}) == len(now)
+        # No near-duplicate of any earlier night, by ROUGE-L computed here and by MinHash.
+        index = MinHashDedup()
+        for text in earlier:
+            index.check_and_add(text, text)
+        old_tokens = [tokenize(t, tokenizer) for t in earlier]
+        for text in new:
+            toks = tokenize(text, tokenizer)
+            assert max(rouge_l_f(toks, o) for o in old_tokens) <= 0.7, text
+            assert index.check_and_add(text, text).keep, text
+        # This night's rejects are its own: candidates too close to earlier nights were refused.
+        rejected = _rows(versions[i] / "rejected.jsonl")
+        assert all(r["text"] not in new for r in rejected if r["stage"] == "bootstrap")
+
+
+def test_extending_a_dataset_that_does_not_exist_is_one_error_and_publishes_nothing(tmp_path):
+    out = tmp_path / "out"
+    p = run_cli(["run", "self-instruct", "--seeds", "seeds/175.jsonl", "--extend", "nosuch", "--out", str(out),
+                 "--base-url", "http://127.0.0.1:9/v1", "--model", "stub"])
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "--extend: nosuch: no dataset 'nosuch'" in errors[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    assert not (out / "nosuch").exists() and not (out / "self-instruct").exists()
+
+
+def _fake_version(out: Path, name: str, recipe: str, variant: str | None = None) -> None:
+    v = out / name / "v0001"
+    v.mkdir(parents=True)
+    (v / "manifest.json").write_text(json.dumps({"recipe": recipe, "config": {"variant": variant} if variant else {}}))
+    (v / "records.jsonl").write_text("")
+    (out / name / "LATEST").write_text("v0001\n")
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    (lambda out: _fake_version(out, "ev", "evol-instruct"), ["--extend", "ev"],
+     "--extend: ev@v0001 was made by 'evol-instruct', not self-instruct"),
+    (lambda out: _fake_version(out, "al", "self-instruct", "alpaca"), ["--extend", "al"],
+     "--extend: al@v0001 is the alpaca variant; give --variant alpaca"),
+    (lambda out: _fake_version(out, "si", "self-instruct"), ["--extend", "si", "--name", "other"],
+     "--name / --extend: --extend si publishes into dataset 'si'"),
+    (lambda out: (out / "empty").mkdir(parents=True), ["--extend", "empty"],
+     "no published version"),
+])
+def test_extend_refuses_what_it_cannot_grow(tmp_path, setup, args, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    setup(out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    p = run_cli(["run", "self-instruct", "--seeds", "seeds/175.jsonl", *args, "--out", str(out),
+                 "--base-url", "http://127.0.0.1:9/v1", "--model", "stub"])
+    assert p.returncode == 2, p.stderr[-2000:]
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], p.stderr[-2000:]
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
