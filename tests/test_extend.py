@@ -123,3 +123,38 @@ def test_extend_refuses_what_it_cannot_grow(tmp_path, setup, args, message):
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], p.stderr[-2000:]
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+SCHEDULED = """
+import asyncio, json, sys
+from pathlib import Path
+from datagen.flows.self_instruct import self_instruct_flow
+from datagen.runspec import self_instruct_run
+
+out, base_url = Path(sys.argv[1]), sys.argv[2]
+for night in range(2):
+    run, _, _ = self_instruct_run(seeds=Path("seeds/175.jsonl"), name="nightly", out=out, cfg={}, config_path=None,
+                                  teacher_flags={"base_url": base_url, "model": "stub"},
+                                  params={"num_instructions": 3}, extend=True)
+    print(asyncio.run(self_instruct_flow(run))["path"])
+"""
+
+
+@pytest.mark.slow
+def test_a_scheduled_run_with_extend_starts_the_dataset_then_grows_it(tmp_path, prefect_env):
+    """The scheduled entry points build runs with extend=True: night 1 has no LATEST and starts the
+    dataset with the base seed; night 2 extends it."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    with StubServer(StubConfig(responder=lambda kind, body: responder(kind, body))) as srv:
+        p = subprocess.run([sys.executable, "-c", SCHEDULED, str(tmp_path / "out"), srv.base_url], cwd=REPO,
+                           env=prefect_env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    v1, v2 = (tmp_path / "out" / "nightly" / v for v in ("v0001", "v0002"))
+    m1, m2 = (json.loads((v / "manifest.json").read_text()) for v in (v1, v2))
+    assert m1["parent"] is None and m1["extend"]["parent"] is None and m1["extend"]["seed"] == 42
+    assert m2["parent"] == "nightly@v0001" and m2["extend"]["seed"] != 42
+    r1, r2 = _rows(v1 / "records.jsonl"), _rows(v2 / "records.jsonl")
+    assert r2[:len(r1)] == r1 and len(_instructions(r2)) == len(_instructions(r1)) + 3
