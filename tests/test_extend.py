@@ -158,3 +158,44 @@ def test_a_scheduled_run_with_extend_starts_the_dataset_then_grows_it(tmp_path, 
     assert m2["parent"] == "nightly@v0001" and m2["extend"]["seed"] != 42
     r1, r2 = _rows(v1 / "records.jsonl"), _rows(v2 / "records.jsonl")
     assert r2[:len(r1)] == r1 and len(_instructions(r2)) == len(_instructions(r1)) + 3
+
+
+ALPACA_POOL = ["Write a haiku about winter rain.", "Convert 72 degrees Fahrenheit to Celsius.",
+               "Suggest three names for a bakery.", "Explain how vaccines train immunity.",
+               "List five uses of baking soda.", "Translate good morning into Spanish.",
+               "Summarize the plot of Hamlet briefly.", "Give tips for saving household electricity.",
+               "Describe what a compiler does.", "Plan a weekend trip to Lisbon.",
+               "Compare cats and dogs as pets.", "Outline steps to change a bike tyre."]
+
+
+def _alpaca_responder(kind: str, body: dict) -> str:
+    """Alpaca-shaped continuations (`4. Instruction: ... ###`) drawn from twelve unrelated instructions, so
+    a night repeats the one before unless the novelty index remembers it."""
+    import hashlib
+    import random
+
+    prompt = body.get("prompt") or body["messages"][-1]["content"]
+    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
+    items = []
+    for n in range(4, 4 + rng.randint(2, 4)):
+        text = rng.choice(ALPACA_POOL)
+        items.append(f"{n}. Instruction: {text}\n{n}. Input:\n<noinput>\n{n}. Output:\n"
+                     f"A short answer about it, number {rng.randint(1, 10**6)}.\n")
+    return "###\n".join(items)[len("4. Instruction:"):] + "###\n"
+
+
+@pytest.mark.slow
+def test_the_alpaca_variant_grows_without_repeating_a_night(tmp_path, prefect_env):
+    with StubServer(StubConfig(responder=_alpaca_responder)) as srv:
+        for extra in (["--name", "al"], ["--extend", "al"]):
+            p = _night(srv, tmp_path, prefect_env, "sequential", "--variant", "alpaca", *extra)
+            assert p.returncode == 0, p.stderr[-3000:]
+    v1, v2 = (tmp_path / "out" / "al" / v for v in ("v0001", "v0002"))
+    r1, r2 = _rows(v1 / "records.jsonl"), _rows(v2 / "records.jsonl")
+    m2 = json.loads((v2 / "manifest.json").read_text())
+    assert r2[:len(r1)] == r1 and m2["parent"] == "al@v0001" and m2["extend"]["seed"] != 42
+    earlier, new = _instructions(r1), _instructions(r2[len(r1):])
+    assert len(new) == NEW
+    old_tokens = [tokenize(t, "rouge_score") for t in earlier]
+    for text in new:
+        assert max(rouge_l_f(tokenize(text, "rouge_score"), o) for o in old_tokens) <= 0.7, text
