@@ -199,3 +199,42 @@ def test_the_alpaca_variant_grows_without_repeating_a_night(tmp_path, prefect_en
     old_tokens = [tokenize(t, "rouge_score") for t in earlier]
     for text in new:
         assert max(rouge_l_f(tokenize(text, "rouge_score"), o) for o in old_tokens) <= 0.7, text
+
+
+def _state():
+    from datagen.methods.self_instruct import SelfInstructParams, SelfInstructState, Templates
+    from datagen.store.seeds import load_seeds
+    from conftest import REPO
+    return SelfInstructState(load_seeds(REPO / "seeds" / "175.jsonl"), SelfInstructParams(), Templates.load())
+
+
+PUBLISHED = ("Write a short friendly note to a neighbour asking them to water the tomato plants while you travel "
+             "abroad next week")
+
+
+def test_a_near_duplicate_rouge_lets_through_is_caught_by_minhash_when_extending():
+    from datagen.teacher.client import Completion
+    # The published instruction said twice: ROUGE-L F is 2/3 (under 0.7), its word shingles are nearly all shared.
+    doubled = PUBLISHED + " and " + PUBLISHED[0].lower() + PUBLISHED[1:]
+    answer = Completion(text=doubled, finish_reason="stop", prompt_tokens=1, completion_tokens=1, cached=False,
+                        key="k", model="m")
+    fresh = _state()
+    fresh.novelty.add(PUBLISHED)                  # only the ROUGE-L index knows it
+    assert len(fresh.fold_answer(answer, 1, [])) == 1
+    extending = _state()
+    extending.continue_from([PUBLISHED])
+    assert extending.fold_answer(answer, 1, []) == []
+    (row,) = extending.rejected
+    assert row["stage"] == "bootstrap" and row["reason"] == "minhash_duplicate"
+
+
+def test_published_instructions_are_in_the_first_prompts_pool_on_both_schedules():
+    from datagen.methods.overlapped import OverlappedRun
+    published = [f"{PUBLISHED} number {i}" for i in range(3)]
+    state = _state()
+    state.continue_from(published)
+    assert state.earlier == 3 and [t.instruction for t in state.machine] == published
+    text, _ = OverlappedRun(state, 4)._prompt_text(0)
+    assert sum(p in text for p in published) == state.params.machine_in_prompt
+    (text, _), = state._bootstrap_prompts(1)
+    assert sum(p in text for p in published) == state.params.machine_in_prompt
