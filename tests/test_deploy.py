@@ -132,3 +132,33 @@ def test_weekly_refilter_publishes_only_when_latest_changed(tmp_path, prefect_en
     with httpx.Client(base_url=prefect_env["PREFECT_API_URL"], timeout=30) as api:
         found = api.post("/artifacts/filter", json={"artifacts": {"key": {"any_": ["rf-counts"]}}}).json()
     assert any(json.loads(a["data"]) and a["type"] == "table" for a in found)
+
+
+def test_evol_distill_and_pipeline_entry_points_publish_what_their_parameters_ask(tmp_path, prefect_env):
+    from evol_responder import Script
+
+    src = tmp_path / "ask.txt"
+    src.write_text("Explain tides.\nDescribe how rain forms.\nList three uses of copper.\n")
+    pipeline = tmp_path / "pipe.yaml"
+    pipeline.write_text(f"name: piped\ninput: {src}\nstages:\n  - answer: {{turns: 2}}\n  - publish\n")
+    store = tmp_path / "store"
+    code = (
+        "import asyncio, json, sys\n"
+        "from datagen.flows.scheduled import scheduled_distill, scheduled_evol_instruct, scheduled_pipeline\n"
+        "url, src, pipe, out = sys.argv[1:]\n"
+        "async def main():\n"
+        "    print(await scheduled_evol_instruct(input=src, name='ev', out=out, rounds=1, base_url=url, model='stub'))\n"
+        "    print(await scheduled_distill(input=src, name='di', out=out, samples=2, base_url=url, model='stub'))\n"
+        "    print(await scheduled_pipeline(config=pipe, out=out, base_url=url, model='stub', extend=False))\n"
+        "asyncio.run(main())\n")
+    with StubServer(StubConfig(responder=Script())) as srv:
+        p = subprocess.run([sys.executable, "-c", code, srv.base_url, str(src), str(pipeline), str(store)], cwd=REPO,
+                           env=prefect_env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ev, di, pi = (json.loads((Path(x) / "manifest.json").read_text()) for x in p.stdout.strip().splitlines()[-3:])
+    assert (ev["recipe"], ev["dataset"], ev["config"]["evol"]["rounds"]) == ("evol-instruct", "ev", 1)
+    assert (di["recipe"], di["dataset"], di["config"]["distill"]["samples"]) == ("distill", "di", 2)
+    assert (pi["recipe"], pi["dataset"]) == ("pipeline", "piped")
+    assert [ev["config"]["extend"], di["config"]["extend"], pi["config"]["extend"]] == [True, True, False]
+    conversations = [json.loads(line)["conversation"] for line in open(store / "piped" / "v0001" / "records.jsonl")]
+    assert conversations and all(len(c) == 4 for c in conversations)     # the pipeline's turns: 2
