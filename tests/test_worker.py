@@ -23,8 +23,6 @@ from conftest import REPO
 from openai_stub import StubConfig, StubServer
 from si_responder import responder
 
-pytestmark = pytest.mark.slow
-
 DEPLOYMENT = "self-instruct-scheduled/nightly-self-instruct"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -52,6 +50,7 @@ def _api(env: dict[str, str]) -> httpx.Client:
     return httpx.Client(base_url=env["PREFECT_API_URL"], timeout=30)
 
 
+@pytest.mark.slow
 def test_worker_runs_the_self_instruct_deployment(tmp_path, prefect_env):
     env = {**prefect_env, "DATAGEN_HOME": str(REPO), "PREFECT_CLIENT_MAX_RETRIES": "2"}
     p = _prefect(["work-pool", "create", "datagen-local", "--type", "process"], env)
@@ -108,3 +107,25 @@ def test_worker_runs_the_self_instruct_deployment(tmp_path, prefect_env):
     # The same artifacts through the CLI a user would type.
     p = _prefect(["artifact", "inspect", "worker-night-summary"], {**env, "COLUMNS": "1000"})
     assert p.returncode == 0 and str(path) in p.stdout, p.stdout + p.stderr
+
+
+def test_artifact_keys_and_rows_follow_the_dataset_and_its_manifest():
+    from datagen.flows.artifacts import artifact_key, summary_markdown, table_rows
+
+    assert artifact_key("My_Data.v2") == "my-data-v2" and artifact_key("nightly-self-instruct") == "nightly-self-instruct"
+    assert artifact_key("A__B..c") == "a-b-c"
+    manifest = {"recipe": "pipeline", "parent": "outputs/x/v0001",
+                "counts": {"records": 7, "bootstrap.prompts": 4, "per_stage": {"judge": {"kept": 7, "scored": 9}}},
+                "rejected": {"judge": {"judge_below_min_score": 2}},
+                "usage": [{"role": "teacher", "prompt_tokens": 100, "completion_tokens": 40, "cost_usd": 0.0021},
+                          {"role": "judge", "prompt_tokens": 30, "completion_tokens": 5, "cost_usd": None}]}
+    rows = {(r["section"], r["stage"], r["item"]): r["value"] for r in table_rows(manifest)}
+    assert rows == {("count", "run", "records"): 7, ("count", "bootstrap", "prompts"): 4,
+                    ("count", "judge", "kept"): 7, ("count", "judge", "scored"): 9,
+                    ("rejected", "judge", "judge_below_min_score"): 2,
+                    ("tokens", "teacher", "prompt"): 100, ("tokens", "teacher", "completion"): 40,
+                    ("cost_usd", "teacher", ""): 0.0021,
+                    ("tokens", "judge", "prompt"): 30, ("tokens", "judge", "completion"): 5}
+    text = summary_markdown("x", "/store/x/v0002", manifest)
+    assert "# x v0002" in text and "`/store/x/v0002`" in text and "records: 7, rejected: 2" in text
+    assert "tokens: 175, cost: $0.0021" in text and "parent: `outputs/x/v0001`" in text
