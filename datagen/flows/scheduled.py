@@ -116,9 +116,9 @@ async def scheduled_pipeline(config: str, name: str | None = None, out: str = "o
     from datagen.errors import DatagenError
     from datagen.runspec import pipeline_run
 
+    if not config:
+        raise DatagenError("config: required, the pipeline YAML (e.g. configs/alpaca-style.yaml)")
     cfg_path, cfg = _config(config)
-    if not cfg_path.is_file():
-        raise DatagenError(f"config: {config}: not a regular file")
     run, teacher_cfg = pipeline_run(config_path=cfg_path, cfg=cfg, out=Path(out), name=name,
                                     teacher_flags=_teacher_flags(base_url, model), judge_flags={},
                                     max_cost=max_cost)
