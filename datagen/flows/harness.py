@@ -21,6 +21,7 @@ from prefect.cache_policies import NONE
 from datagen import progress
 from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError
+from datagen.flows.artifacts import apublish_artifacts
 from datagen.records import Record
 from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.versions import DatasetStore
@@ -211,8 +212,9 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     claim.release()
     crash_point("flow.done")
     prog.stage = "done"
-    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
-            "flow_run_id": str(runtime.flow_run.id)}
+    published = json.loads((Path(path) / "manifest.json").read_text())
+    await apublish_artifacts(store.name, path, published)  # the Prefect UI's view of this version; never fails the run
+    return {"path": path, "manifest": published, "flow_run_id": str(runtime.flow_run.id)}
 
 
 def _reasons(rejected: list[dict[str, Any]]) -> str:
