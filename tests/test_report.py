@@ -243,3 +243,18 @@ def test_report_draws_every_chart_in_headless_chromium_offline(store: Path, tmp_
         driver.save_screenshot("/tmp/report-shot.png")
     finally:
         driver.quit()
+
+
+def test_an_instruction_with_several_instances_is_one_instruction_in_the_figures(tmp_path: Path):
+    """Self-Instruct publishes one record per instance: the verb figure and the ROUGE-L histogram
+    count the instruction once, the length and language charts count every training row."""
+    rows = []
+    for k, (instruction, obj) in enumerate([("Write a poem about the sea.", "poem"), ("Write a story about a cat.", "story")]):
+        for j in range(3 if k == 0 else 1):
+            rows.append(Record(instruction=instruction, input=f"Input {j}", output=f"Output {j} for {obj}.",
+                               method="self_instruct", lang="en", scores={"rouge_max": 0.3 + k / 10}))
+    vdir = _publish(tmp_path / "outputs", "si", rows, [], evolved=False)
+    d = load_version("si@v0001", vdir)
+    assert d.records == 4 and len(d.instruction_tokens) == 4 and d.langs["en"] == 4
+    assert d.verbs.pairs[("write", "poem")] == 1 and d.verbs.pairs[("write", "story")] == 1
+    assert sorted(d.rouge_kept) == [0.3, 0.4]

@@ -15,6 +15,7 @@ from prefect.cache_policies import NONE
 
 from datagen import progress
 from datagen.errors import DatagenError
+from datagen.flows.artifacts import publish_artifacts
 from datagen.methods.curate import Step, build_chain, run_chain
 from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.seeds import file_sha256
@@ -75,5 +76,6 @@ def curate_flow(run: dict[str, Any]) -> dict[str, Any]:
         )
         manifest["rejected"] = {k: v for k, v in rejected_by_stage.items() if v}
         path = publish(writer, manifest, store.name)
-    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
-            "flow_run_id": str(runtime.flow_run.id)}
+    published = json.loads((Path(path) / "manifest.json").read_text())
+    publish_artifacts(store.name, path, published)  # the Prefect UI's view of this version; never fails the run
+    return {"path": path, "manifest": published, "flow_run_id": str(runtime.flow_run.id)}

@@ -21,6 +21,7 @@ from prefect.cache_policies import NONE
 from datagen import progress
 from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError
+from datagen.flows.artifacts import apublish_artifacts
 from datagen.records import Record
 from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.versions import DatasetStore
@@ -80,12 +81,22 @@ class Earlier:
         return derived_seed(base, "extend", self.next_version)
 
 
-def load_earlier(store: DatasetStore) -> Earlier | None:
-    """LATEST of the dataset the run publishes into, read whole (None: nothing published yet)."""
+def load_earlier(store: DatasetStore, recipe: str, variant: str | None = None) -> Earlier | None:
+    """LATEST of the dataset the run publishes into, read whole (None: nothing published yet). It must
+    have been made by the same recipe and variant: a run grows its own kind of data only."""
     latest = store.latest()
     if latest is None:
         return None
     vdir = store.resolve(latest)
+    try:
+        made = json.loads((vdir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DatagenError(f"{vdir / 'manifest.json'}: cannot read ({e}); cannot extend {store.name}@{latest}") from None
+    was = (made.get("recipe"), (made.get("config") or {}).get("variant"))
+    if was != (recipe, variant):
+        raise DatagenError(f"{store.name}@{latest} was made by {was[0]}{f' ({was[1]})' if was[1] else ''}, not "
+                           f"{recipe}{f' ({variant})' if variant else ''}: cannot extend it; publish under another "
+                           "name or run with extend off")
 
     def rows(name: str) -> list[Record]:
         path = vdir / name
@@ -181,9 +192,9 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     earlier = None
     if run.get("extend"):
         if recipe in EXTENDS:
-            earlier = load_earlier(store)
+            earlier = load_earlier(store, recipe, run.get("variant"))
         else:
-            get_run_logger().warning("%s does not continue a dataset; extend is ignored", recipe)
+            get_run_logger().info("%s does not continue a dataset: extend changes nothing", recipe)
     cfg, judge_cfg = role_configs(run)
     cache = ResponseCache(run["cache"])
     work = store.work_dir(run["run_id"])
@@ -281,8 +292,9 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     claim.release()
     crash_point("flow.done")
     prog.stage = "done"
-    return {"path": path, "manifest": json.loads((Path(path) / "manifest.json").read_text()),
-            "flow_run_id": str(runtime.flow_run.id)}
+    published = json.loads((Path(path) / "manifest.json").read_text())
+    await apublish_artifacts(store.name, path, published)  # the Prefect UI's view of this version; never fails the run
+    return {"path": path, "manifest": published, "flow_run_id": str(runtime.flow_run.id)}
 
 
 def _check_still_latest(store: DatasetStore, earlier: Earlier) -> None:

@@ -8,7 +8,6 @@ that from the environment inside the flow.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -217,20 +216,5 @@ async def alpaca_round(state: Any, teacher: Teacher) -> int:
     return accepted
 
 
-@flow(name="self-instruct-scheduled", log_prints=False)
-async def scheduled_self_instruct(seeds: str = "seeds/175.jsonl", num_instructions: int = 100,
-                                  name: str = "self-instruct", out: str = "outputs", seed: int = 42,
-                                  base_url: str | None = None, model: str | None = None,
-                                  config: str | None = None) -> str:
-    """Entry point for `prefect deploy` (see prefect.yaml): plain parameters a schedule can carry,
-    built into the same run as `datagen run self-instruct` with those flags. Keys come from the
-    worker's environment (OPENAI_API_KEY), never from the deployment."""
-    from datagen.runspec import load_config, self_instruct_run
-
-    cfg_path = Path(config) if config else None
-    run, _, _ = self_instruct_run(
-        seeds=Path(seeds), name=name, out=Path(out), cfg=load_config(cfg_path), config_path=cfg_path,
-        teacher_flags={"base_url": base_url, "model": model},
-        params={"num_instructions": num_instructions, "seed": seed})
-    result = await self_instruct_flow(run)
-    return result["path"]
+# The deployment entry point lives with the other recipes' (prefect.yaml names it there); kept importable here.
+from datagen.flows.scheduled import scheduled_self_instruct  # noqa: E402,F401

@@ -142,6 +142,7 @@ def load_version(label: str, vdir: Path, sample: int = 5000) -> VersionData:
     d = VersionData(label=label, dir=vdir, manifest=manifest, sample=sample)
     lang_pool: list[tuple[int, str]] = []       # the sampled records without `lang`, to detect
     parse_pool: list[tuple[int, str, str]] = []  # the sampled instructions and their `lang`, to parse
+    seen_instructions: set[bytes] = set()     # 8-byte digests, not the texts
     for lineno, row in _rows(rpath):
         d.records += 1
         rid = str(row.get("id") or f"line{lineno:012d}")
@@ -154,13 +155,20 @@ def load_version(label: str, vdir: Path, sample: int = 5000) -> VersionData:
         else:
             d.lang_missing += 1
             _keep_smallest(lang_pool, rid, (instruction + "\n" + output[:1000],), sample)
-        _keep_smallest(parse_pool, rid, (instruction.split("\n", 1)[0], lang), sample)
+        # Self-Instruct publishes a record per instance: the verb figure and the ROUGE-L histogram count
+        # each instruction once, as the paper's figure does, not once per instance
+        own = str(row.get("instruction") or "") or instruction      # without the instance's input
+        ikey = hashlib.blake2b(own.encode("utf-8"), digest_size=8).digest()
+        first_seen = ikey not in seen_instructions
+        if first_seen:
+            seen_instructions.add(ikey)
+            _keep_smallest(parse_pool, own, (instruction.split("\n", 1)[0], lang), sample)
         scores = row.get("scores") if isinstance(row.get("scores"), dict) else {}
         judge = scores.get("judge")
         value = _number(judge.get("score")) if isinstance(judge, dict) else _number(judge)
         if value is not None:
             d.judge_scores.append(value)
-        if (rouge := _number(scores.get("rouge_max"))) is not None:
+        if first_seen and (rouge := _number(scores.get("rouge_max"))) is not None:
             d.rouge_kept.append(rouge)
         op = row["op"] if isinstance(row.get("op"), str) else ""
         if row.get("method") == "evol" or op:       # a Self-Instruct record's `round` is its bootstrap round
