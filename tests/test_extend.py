@@ -238,3 +238,20 @@ def test_published_instructions_are_in_the_first_prompts_pool_on_both_schedules(
     assert sum(p in text for p in published) == state.params.machine_in_prompt
     (text, _), = state._bootstrap_prompts(1)
     assert sum(p in text for p in published) == state.params.machine_in_prompt
+
+
+@pytest.mark.slow
+def test_a_night_after_a_dedup_extends_the_deduplicated_version(tmp_path, prefect_env):
+    """A weekly re-filter publishes into the same dataset; the next night grows that version."""
+    with StubServer(StubConfig(responder=lambda kind, body: responder(kind, body))) as srv:
+        assert _night(srv, tmp_path, prefect_env, "overlapped", "--name", "wk").returncode == 0
+        d = run_cli(["dedup", "wk", "--out", str(tmp_path / "out")], env=prefect_env)
+        assert d.returncode == 0, d.stderr[-3000:]
+        p = _night(srv, tmp_path, prefect_env, "overlapped", "--extend", "wk")
+        assert p.returncode == 0, p.stderr[-3000:]
+    v2, v3 = (tmp_path / "out" / "wk" / v for v in ("v0002", "v0003"))
+    m3 = json.loads((v3 / "manifest.json").read_text())
+    assert json.loads((v2 / "manifest.json").read_text())["recipe"] == "dedup"
+    assert m3["recipe"] == "self-instruct" and m3["parent"] == "wk@v0002"
+    r2, r3 = _rows(v2 / "records.jsonl"), _rows(v3 / "records.jsonl")
+    assert r3[:len(r2)] == r2 and len(_instructions(r3)) == len(_instructions(r2)) + NEW

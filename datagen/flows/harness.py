@@ -87,14 +87,12 @@ def load_earlier(store: DatasetStore, recipe: str, variant: str | None = None) -
     latest = store.latest()
     if latest is None:
         return None
+    from datagen.runspec import generated_by
+
     vdir = store.resolve(latest)
-    try:
-        made = json.loads((vdir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise DatagenError(f"{vdir / 'manifest.json'}: cannot read ({e}); cannot extend {store.name}@{latest}") from None
-    was = (made.get("recipe"), (made.get("config") or {}).get("variant"))
-    if was != (recipe, variant):
-        raise DatagenError(f"{store.name}@{latest} was made by {was[0]}{f' ({was[1]})' if was[1] else ''}, not "
+    *was, chain = generated_by(store.root, f"{store.name}@{latest}")
+    if tuple(was) != (recipe, variant):
+        raise DatagenError(f"{' <- '.join(chain)} was made by {was[0]}{f' ({was[1]})' if was[1] else ''}, not "
                            f"{recipe}{f' ({variant})' if variant else ''}: cannot extend it; publish under another "
                            "name or run with extend off")
 
