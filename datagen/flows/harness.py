@@ -200,6 +200,7 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     budget = _budget(run, cfg)
     prices = Prices(run.get("prices") or {})
     async with Teacher(cfg, cache, embedded=embedded, budget=budget) as teacher:
+        await teacher.prepare()
         judge_own = None
         if judge_cfg is not None:
             judge_embedded = EmbeddedTeacher(log_path=work / "llama-server-judge.log") if judge_cfg.embedded else None

@@ -44,8 +44,9 @@ NUMERIC = {
     "tpm": (False, 0, False, None, "tokens per window; leave it out for no limit"),
     "rate_window_s": (False, 0, False, _DAY, "seconds"),
     "batch_poll_s": (False, 0, False, _DAY, "seconds"),
+    "shared_limit": (True, 1, True, None, "requests in flight across every run on this endpoint"),
 }
-OPTIONAL = {"base_url", "model", "rpm", "tpm", "api_key"}
+OPTIONAL = {"base_url", "model", "rpm", "tpm", "api_key", "shared_limit"}
 _CHOICES = {"api": APIS, "structured_output": STRUCTURED_STYLES, "cache_mode": CACHE_MODES}
 _URL_SHAPE = "http(s)://host[:port]/v1"
 
@@ -65,6 +66,9 @@ class TeacherConfig:
     rate_window_s: float = 60.0       # the window rpm/tpm apply to (providers use a minute)
     batch_api: bool = False           # send through the provider's /v1/batches (cheaper, slower)
     batch_poll_s: float = 5.0         # first wait between polls of a batch (grows to 2 min)
+    # slots of a Prefect global concurrency limit named after the endpoint host, held per request by
+    # every run using it (datagen/teacher/shared_limit.py); None: only this run's max_concurrency
+    shared_limit: int | None = None
     structured_output: str = "auto"   # json_schema (OpenAI, vLLM) | llama_json_object | none | auto
     cache_mode: str = "use"           # use | refresh (--refresh) | off (--no-cache)
     api_key: str | None = field(default=None, repr=False)
