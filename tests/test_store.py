@@ -79,3 +79,19 @@ def test_record_id_is_stable_content_hash():
     a = Record(instruction="x y z", output="1")
     assert a.id == Record(instruction="x y z", output="1", round=3).id
     assert a.id != Record(instruction="x y z", output="2").id
+
+
+def test_publish_if_latest_refuses_when_another_version_landed_first(tmp_path):
+    """A run continuing v1 must not publish after another run's v2: it would leave v2's records out."""
+    from datagen.store.versions import StaleLatest
+
+    store = DatasetStore(tmp_path, "grow")
+    store.publish("r1", [Record(instruction="one")], [], {"recipe": "t"}, "# {{version}}\n")
+    store.publish("r2", [Record(instruction="two")], [], {"recipe": "t"}, "# {{version}}\n")
+    with pytest.raises(StaleLatest) as e:
+        store.publish("r3", [Record(instruction="one"), Record(instruction="three")], [], {"recipe": "t"},
+                      "# {{version}}\n", if_latest="v0001")
+    assert "grow@v0002 was published while this run extended grow@v0001" in str(e.value)
+    assert store.versions() == ["v0001", "v0002"] and store.latest() == "v0002"
+    path = store.publish("r4", [Record(instruction="three")], [], {"recipe": "t"}, "# {{version}}\n", if_latest="v0002")
+    assert path.name == "v0003" and store.latest() == "v0003"

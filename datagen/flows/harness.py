@@ -24,7 +24,7 @@ from datagen.errors import DatagenError
 from datagen.flows.artifacts import apublish_artifacts
 from datagen.records import Record
 from datagen.store.manifest import build_manifest, dataset_card
-from datagen.store.versions import DatasetStore
+from datagen.store.versions import DatasetStore, StaleLatest
 from datagen.teacher.budget import Budget, Prices
 from datagen.teacher.cache import ResponseCache
 from datagen.teacher.client import Teacher
@@ -141,8 +141,9 @@ class Outcome:
 
 @task(name="publish", cache_policy=NONE)
 def publish(store: DatasetStore, run_id: str, records: list[Record], rejected: list[dict[str, Any]],
-            manifest: dict[str, Any], ancestors: list[Record] | None = None) -> str:
-    path = store.publish(run_id, records, rejected, manifest, dataset_card(store.name, manifest), ancestors or [])
+            manifest: dict[str, Any], ancestors: list[Record] | None = None, if_latest: str | None = None) -> str:
+    path = store.publish(run_id, records, rejected, manifest, dataset_card(store.name, manifest), ancestors or [],
+                         if_latest=if_latest)
     get_run_logger().info("published %s (%d records)", path, len(records))
     return str(path)
 
@@ -286,7 +287,8 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
         parent=outcome.parent, extra=extra)
     prog = progress.current()
     prog.stage = "publish"
-    path = publish(store, run["run_id"], outcome.records, outcome.rejected, manifest, outcome.ancestors)
+    path = publish(store, run["run_id"], outcome.records, outcome.rejected, manifest, outcome.ancestors,
+                   if_latest=earlier.dir.name if earlier is not None else None)
     cache.close()
     claim.release()
     crash_point("flow.done")
@@ -298,11 +300,11 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
 
 def _check_still_latest(store: DatasetStore, earlier: Earlier) -> None:
     """A version published by another run since this one read LATEST would be left out of the new
-    version: refuse rather than publish a version that drops it."""
+    version: refuse early rather than publish a version that drops it (publish checks it once more,
+    under the store's lock, for one that lands in between)."""
     latest = store.latest()
     if latest != earlier.dir.name:
-        raise DatagenError(f"{store.name}: {store.name}@{latest} was published while this run extended "
-                           f"{earlier.label}; nothing was published; run again to extend {store.name}@{latest}")
+        raise StaleLatest(store.name, earlier.dir.name, latest)
 
 
 def _reasons(rejected: list[dict[str, Any]]) -> str:

@@ -55,6 +55,15 @@ def check_writable_dir(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
+class StaleLatest(DatagenError):
+    """LATEST moved on while a run that continues an earlier version was working."""
+
+    def __init__(self, name: str, expected: str, latest: str | None):
+        self.expected, self.latest = expected, latest
+        super().__init__(f"{name}: {name}@{latest} was published while this run extended {name}@{expected}; "
+                         f"nothing was published; run again to extend {name}@{latest}")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -126,7 +135,10 @@ class DatasetStore:
         return VersionWriter(self, run_id)
 
     def publish(self, run_id: str, records: Iterable[Record], rejected: Iterable[dict[str, Any]],
-                manifest: dict[str, Any], readme: str, ancestors: Iterable[Record] = ()) -> Path:
+                manifest: dict[str, Any], readme: str, ancestors: Iterable[Record] = (),
+                if_latest: str | None = None) -> Path:
+        """`if_latest`: publish only if LATEST still names that version (checked under the lock), for a
+        run that continues it and would otherwise leave out a version published meanwhile."""
         with self.open_version(run_id) as w:
             for r in records:
                 w.add(r)
@@ -134,11 +146,14 @@ class DatasetStore:
                 w.reject(row)
             for r in ancestors:
                 w.add_ancestor(r)
-            return w.publish(manifest, readme)
+            return w.publish(manifest, readme, if_latest=if_latest)
 
-    def _publish_staged(self, run_id: str, stage: Path, manifest: dict[str, Any], readme: str) -> Path:
+    def _publish_staged(self, run_id: str, stage: Path, manifest: dict[str, Any], readme: str,
+                        if_latest: str | None = None) -> Path:
         crash_point("publish.staged")
         with self._lock():
+            if if_latest is not None and (latest := self.latest()) != if_latest:
+                raise StaleLatest(self.name, if_latest, latest)
             existing = self.versions()
             number = int(existing[-1][1:]) + 1 if existing else 1
             version = f"v{number:04d}"
@@ -253,11 +268,11 @@ class VersionWriter:
                 os.fsync(f.fileno())
                 f.close()
 
-    def publish(self, manifest: dict[str, Any], readme: str) -> Path:
+    def publish(self, manifest: dict[str, Any], readme: str, if_latest: str | None = None) -> Path:
         self._close_files()
         (self.stage / "dataset_info.json").write_text(json.dumps(dataset_info(self.store.name, self.columns), indent=2) + "\n")
         manifest = {**manifest, "files": dict(self.counts)}
-        self.published = self.store._publish_staged(self.run_id, self.stage, manifest, readme)
+        self.published = self.store._publish_staged(self.run_id, self.stage, manifest, readme, if_latest)
         return self.published
 
     def __enter__(self) -> "VersionWriter":
