@@ -12,7 +12,7 @@ from conftest import REPO
 from openai_stub import StubConfig, StubServer
 from si_responder import responder
 
-from datagen.teacher.shared_limit import limit_name
+from datagen.flows.shared_limit import limit_name
 
 pytestmark = pytest.mark.slow
 

@@ -201,11 +201,12 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     budget = _budget(run, cfg)
     prices = Prices(run.get("prices") or {})
     async with Teacher(cfg, cache, embedded=embedded, budget=budget) as teacher:
-        await teacher.prepare()
+        await _share(teacher, cfg)
         judge_own = None
         if judge_cfg is not None:
             judge_embedded = EmbeddedTeacher(log_path=work / "llama-server-judge.log") if judge_cfg.embedded else None
             judge_own = Teacher(judge_cfg, cache, role="judge", embedded=judge_embedded, budget=budget)
+            await _share(judge_own, judge_cfg)
         judge = judge_own or teacher.as_role("judge")
         tr_cfg = (resolve_role_config("translator", run.get("translator", {}), run.get("translator_yaml"), cfg)
                   if run.get("translate") else None)
@@ -213,6 +214,7 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
         if tr_cfg is not None:
             tr_embedded = EmbeddedTeacher(log_path=work / "llama-server-translator.log") if tr_cfg.embedded else None
             tr_own = Teacher(tr_cfg, cache, role="translator", embedded=tr_embedded, budget=budget)
+            await _share(tr_own, tr_cfg)
         translator = tr_own or teacher.as_role("translator")
         try:
             ctx = RunContext(run=run, store=store, work=work, teacher=teacher, judge=judge, config=cfg,
@@ -296,6 +298,15 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     published = json.loads((Path(path) / "manifest.json").read_text())
     await apublish_artifacts(store.name, path, published)  # the Prefect UI's view of this version; never fails the run
     return {"path": path, "manifest": published, "flow_run_id": str(runtime.flow_run.id)}
+
+
+async def _share(teacher: Teacher, cfg: TeacherConfig) -> None:
+    """With `shared_limit`, every request of this endpoint holds a slot of a Prefect global
+    concurrency limit shared with other runs (flows/shared_limit.py); checked before anything starts."""
+    if cfg.shared_limit is not None and cfg.base_url is not None:
+        from datagen.flows.shared_limit import SharedLimit
+        teacher.shared = SharedLimit(cfg.base_url, cfg.shared_limit)
+        await teacher.prepare()
 
 
 def _check_still_latest(store: DatasetStore, earlier: Earlier) -> None:

@@ -98,10 +98,9 @@ class Teacher:
         # tokens per minute never exceed the configured or advertised (x-ratelimit-*) limits.
         self.concurrency = AdaptiveConcurrency(initial=config.max_concurrency, maximum=config.max_concurrency)
         self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm, period_s=config.rate_window_s)
-        self._shared = None
-        if config.shared_limit is not None and config.base_url is not None:
-            from datagen.teacher.shared_limit import SharedLimit
-            self._shared = SharedLimit(config.base_url, config.shared_limit)
+        # a cap shared with other runs (flows/shared_limit.py): anything with async ensure() and an
+        # async context manager slot(); the harness sets it when the config asks for one
+        self.shared = None
         self._batch = None
         if config.batch_api:
             from datagen.teacher.batch import BatchQueue, BatchRunner
@@ -156,8 +155,8 @@ class Teacher:
 
     async def prepare(self) -> None:
         """What must hold before the first request: the shared limit exists on a shared Prefect server."""
-        if self._shared is not None:
-            await self._shared.ensure()
+        if self.shared is not None:
+            await self.shared.ensure()
 
     async def _ensure_endpoint(self) -> httpx.AsyncClient:
         """Start the embedded server and the HTTP client on the first cache miss only."""
@@ -405,10 +404,10 @@ class Teacher:
             try:
                 reserved = await self.limiter.acquire(tokens)
                 try:
-                    if self._shared is None:
+                    if self.shared is None:
                         data = await self._post_once(client, path, body)
                     else:
-                        async with self._shared.slot():
+                        async with self.shared.slot():
                             data = await self._post_once(client, path, body)
                 except _Retry as r:
                     self.limiter.reconcile(reserved, 0 if r.cause in ("connection",) else tokens)

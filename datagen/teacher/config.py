@@ -67,7 +67,7 @@ class TeacherConfig:
     batch_api: bool = False           # send through the provider's /v1/batches (cheaper, slower)
     batch_poll_s: float = 5.0         # first wait between polls of a batch (grows to 2 min)
     # slots of a Prefect global concurrency limit named after the endpoint host, held per request by
-    # every run using it (datagen/teacher/shared_limit.py); None: only this run's max_concurrency
+    # every run using it (datagen/flows/shared_limit.py); None: only this run's max_concurrency
     shared_limit: int | None = None
     structured_output: str = "auto"   # json_schema (OpenAI, vLLM) | llama_json_object | none | auto
     cache_mode: str = "use"           # use | refresh (--refresh) | off (--no-cache)
