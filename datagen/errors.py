@@ -11,3 +11,9 @@ class TeacherUnavailable(DatagenError):
     """The endpoint stayed down (or refused us) after every retry."""
 
     exit_code = 1
+
+
+class ClusterUnavailable(DatagenError):
+    """The Dask scheduler named by --dask-address does not answer."""
+
+    exit_code = 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -538,3 +539,55 @@ def pipeline_run(*, config_path: Path, cfg: dict[str, Any], out: Path, name: str
     run.update({"input": input_spec if stages[0]["kind"] != "self_instruct" else None, "stages": stages,
                 "config_path": where, "config_base": str(base)})
     return run, teacher_cfg
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """Where a run's teacher requests are sent from (run["runner"]; absent means local): this process,
+    or the workers of a Dask cluster — an existing scheduler at `address`, or a LocalCluster of
+    `workers` processes the flow starts and stops (datagen/flows/dask_runner.py)."""
+    kind: str = "local"
+    address: str | None = None
+    workers: int | None = None
+
+    @classmethod
+    def from_run(cls, run: dict[str, Any]) -> "RunnerSpec":
+        return cls(**(run.get("runner") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "address": self.address, "workers": self.workers}
+
+
+def runner_spec(kind: str, address: str | None, workers: int | None, teacher_cfg: Any) -> RunnerSpec:
+    """--runner / --dask-address / --dask-workers, checked against each other and the teacher."""
+    from urllib.parse import urlsplit
+
+    if kind not in ("local", "dask"):
+        raise DatagenError(f"--runner: expected local or dask, got '{kind}'")
+    if kind == "local":
+        for flag, value in (("--dask-address", address), ("--dask-workers", workers)):
+            if value is not None:
+                raise DatagenError(f"{flag}: only with --runner dask")
+        return RunnerSpec()
+    if address is not None and workers is not None:
+        raise DatagenError("--dask-workers: sizes the LocalCluster datagen starts when no --dask-address is given; "
+                           "a cluster at --dask-address has its own workers: drop one of them")
+    if address is not None:
+        try:
+            u = urlsplit(address)
+            ok = u.scheme in ("tcp", "tls") and bool(u.hostname) and u.port is not None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise DatagenError(f"--dask-address: expected tcp://HOST:PORT (a Dask scheduler), got '{address}'")
+        if teacher_cfg.embedded and u.hostname not in LOOPBACK:
+            raise DatagenError("--dask-address: the embedded teacher listens on 127.0.0.1 of this machine, which a "
+                               f"cluster at {u.hostname} cannot reach: give the teacher an endpoint the workers "
+                               "reach (--base-url), or drop --dask-address for a LocalCluster here")
+    if teacher_cfg.batch_api:
+        raise DatagenError("--batch-api: not with --runner dask (the provider's batch queue is polled from this "
+                           "process; the workers would only wait on it): pick one")
+    return RunnerSpec(kind="dask", address=address, workers=None if address is not None else (workers or 2))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -32,7 +33,18 @@ _SHARED = {
     "translate": (("--translate",), {"help": "Also translate every published record into these languages, e.g. zh,fr,de (langdetect codes); the version holds originals and verified translations."}),
     "translator_base_url": (("--translator-base-url",), {"help": "The translator's own endpoint (default: the teacher's)."}),
     "translator_model": (("--translator-model",), {"help": "The translator's model (required with --translator-base-url)."}),
+    "dask_address": (("--dask-address",), {"help": "With --runner dask: the scheduler of an existing Dask cluster, tcp://HOST:PORT (default: a LocalCluster started for the run)."}),
+    "dask_workers": (("--dask-workers",), {"min": 1, "help": "With --runner dask and no --dask-address: worker processes of the LocalCluster (default 2)."}),
 }
+
+
+class Runner(str, Enum):
+    local = "local"
+    dask = "dask"
+
+
+def runner_option():
+    return typer.Option(Runner.local, "--runner", help="local (default: this process sends the teacher requests) or dask (the requests run on Dask workers through Prefect's DaskTaskRunner; cache, dedup and budget stay here; see README 'Scaling out').")
 
 
 def shared(name: str):
@@ -77,6 +89,9 @@ def run_self_instruct(
     translate: Optional[str] = shared("translate"),
     translator_base_url: Optional[str] = shared("translator_base_url"),
     translator_model: Optional[str] = shared("translator_model"),
+    runner: Runner = runner_option(),
+    dask_address: Optional[str] = shared("dask_address"),
+    dask_workers: Optional[int] = shared("dask_workers"),
 ) -> None:
     """Bootstrap new tasks from seed tasks with Self-Instruct and publish a dataset version."""
     from datagen.runspec import load_config, self_instruct_run
@@ -106,6 +121,7 @@ def run_self_instruct(
                 **({"schedule": schedule.value if schedule else None, "window": window}
                    if variant is Variant.self_instruct else {})})
     _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
+    _runner(run, teacher_cfg, runner, dask_address, dask_workers)
     prices = Prices(run["prices"])
     if assume_from and not dry_run:
         raise DatagenError("--assume-from: only used with --dry-run (it calibrates the estimate); add --dry-run or drop it")
@@ -117,15 +133,19 @@ def run_self_instruct(
     plain_progress_interval()          # a bad value is an error now, not after the endpoint check
     check_endpoint(teacher_cfg)
     _check_translator(run, teacher_cfg)
+    _check_cluster(run)
     prefect_defaults()
+    _check_prefect_api(run)
     from datagen.flows.console import quiet_user_errors
+    from datagen.flows.dask_runner import with_runner
     from datagen.flows.self_instruct import self_instruct_flow
     quiet_user_errors()
 
     import asyncio
 
-    run_with_progress(lambda: asyncio.run(self_instruct_flow(run)), target=params.get("num_instructions", 10),
-                       cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
+    run_with_progress(lambda: asyncio.run(with_runner(self_instruct_flow, run)(run)),
+                      target=params.get("num_instructions", 10),
+                      cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
 
 
 def _common_flags(base_url, model, max_concurrency, rpm, tpm, refresh, no_cache) -> dict[str, Any]:
@@ -155,6 +175,46 @@ def _check_translator(run: dict[str, Any], teacher_cfg: Any) -> None:
         check_endpoint(cfg)
 
 
+def _runner(run: dict[str, Any], teacher_cfg: Any, runner: Runner, address: Optional[str],
+            workers: Optional[int]) -> None:
+    """run["runner"] for --runner dask (absent: local), checked against the other flags."""
+    from datagen.runspec import runner_spec
+
+    spec = runner_spec(runner.value, address, workers, teacher_cfg)
+    if spec.kind != "local":
+        run["runner"] = spec.to_dict()
+
+
+def _check_cluster(run: dict[str, Any], timeout_s: float = 5.0) -> None:
+    """A scheduler at --dask-address answers on its port, before anything starts (exit 1 if not)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from datagen.errors import ClusterUnavailable
+
+    address = (run.get("runner") or {}).get("address")
+    if not address:
+        return
+    u = urlsplit(address)
+    try:
+        socket.create_connection((u.hostname, u.port), timeout=timeout_s).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__).lower()
+        raise ClusterUnavailable(f"--dask-address: no Dask scheduler answers at {u.hostname}:{u.port} ({reason}); "
+                                 "is the cluster up (dask scheduler / dask worker)?") from None
+
+
+def _check_prefect_api(run: dict[str, Any]) -> None:
+    """Dask workers report their task runs to the flow's Prefect server: it must be one they can reach,
+    not the temporary server of this process."""
+    import os
+
+    if (run.get("runner") or {}).get("kind") == "dask" and not os.environ.get("PREFECT_API_URL"):
+        raise DatagenError("--runner dask: the workers report to the flow's Prefect server, and this run has only "
+                           "a temporary one: set PREFECT_API_URL (or unset DATAGEN_PREFECT_SERVER=ephemeral so "
+                           "datagen keeps its background server)")
+
+
 def _launch(flow_name: str, run: dict[str, Any], teacher_cfg: Any, judge_cfg_needed: bool = True) -> None:
     import asyncio
     import importlib
@@ -169,9 +229,12 @@ def _launch(flow_name: str, run: dict[str, Any], teacher_cfg: Any, judge_cfg_nee
     if judge_cfg_needed and judge_cfg is not None and not judge_cfg.embedded:
         check_endpoint(judge_cfg)
     _check_translator(run, teacher_cfg)
+    _check_cluster(run)
     prefect_defaults()
+    _check_prefect_api(run)
+    from datagen.flows.dask_runner import with_runner
     module, _, attr = flow_name.rpartition(".")
-    flow_fn = getattr(importlib.import_module(module), attr)
+    flow_fn = with_runner(getattr(importlib.import_module(module), attr), run)
     quiet_user_errors()
     run_with_progress(lambda: asyncio.run(flow_fn(run)), target=0,
                       cache=None if teacher_cfg.cache_mode == "off" else run["cache"])
@@ -204,6 +267,9 @@ def run_evol_instruct(
     translate: Optional[str] = shared("translate"),
     translator_base_url: Optional[str] = shared("translator_base_url"),
     translator_model: Optional[str] = shared("translator_model"),
+    runner: Runner = runner_option(),
+    dask_address: Optional[str] = shared("dask_address"),
+    dask_workers: Optional[int] = shared("dask_workers"),
 ) -> None:
     """Evolve instructions with Evol-Instruct (M rounds, with elimination) and publish the survivors."""
     from datagen.runspec import load_config, parse_weights, recipe_run
@@ -220,6 +286,7 @@ def run_evol_instruct(
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None},
         judging={"mode": judge.value if judge else None, "min_score": judge_min_score})
     _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
+    _runner(run, teacher_cfg, runner, dask_address, dask_workers)
     _launch("datagen.flows.evol_instruct.evol_instruct_flow", run, teacher_cfg)
 
 
@@ -252,6 +319,9 @@ def run_distill(
     translate: Optional[str] = shared("translate"),
     translator_base_url: Optional[str] = shared("translator_base_url"),
     translator_model: Optional[str] = shared("translator_model"),
+    runner: Runner = runner_option(),
+    dask_address: Optional[str] = shared("dask_address"),
+    dask_workers: Optional[int] = shared("dask_workers"),
 ) -> None:
     """Have the teacher answer instructions (or hold multi-turn conversations; best of K) and publish."""
     from datagen.runspec import load_config, recipe_run
@@ -267,6 +337,7 @@ def run_distill(
                 "prompts_dir": str(prompts_dir.resolve()) if prompts_dir else None},
         judging={"mode": judge.value if judge else None, "min_score": judge_min_score})
     _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
+    _runner(run, teacher_cfg, runner, dask_address, dask_workers)
     _launch("datagen.flows.distill.distill_flow", run, teacher_cfg)
 
 
@@ -289,6 +360,9 @@ def run_pipeline(
     translate: Optional[str] = shared("translate"),
     translator_base_url: Optional[str] = shared("translator_base_url"),
     translator_model: Optional[str] = shared("translator_model"),
+    runner: Runner = runner_option(),
+    dask_address: Optional[str] = shared("dask_address"),
+    dask_workers: Optional[int] = shared("dask_workers"),
 ) -> None:
     """Run the stages a YAML config chains (e.g. self_instruct -> evol -> answer -> judge -> dedup) as one run
     that publishes one version."""
@@ -302,6 +376,7 @@ def run_pipeline(
                                     judge_flags={"base_url": judge_base_url, "model": judge_model}, cache=cache,
                                     max_cost=max_cost, max_total_tokens=max_total_tokens)
     _translation(run, cfg, config, teacher_cfg, translate, translator_base_url, translator_model)
+    _runner(run, teacher_cfg, runner, dask_address, dask_workers)
     _launch("datagen.flows.pipeline.pipeline_flow", run, teacher_cfg)
 
 

@@ -22,6 +22,7 @@ from datagen import progress
 from datagen.crashpoints import crash_point
 from datagen.errors import DatagenError
 from datagen.flows.artifacts import apublish_artifacts
+from datagen.flows.dask_runner import attach as attach_remotes, runner_section
 from datagen.records import Record
 from datagen.store.manifest import build_manifest, dataset_card
 from datagen.store.versions import DatasetStore, StaleLatest
@@ -216,6 +217,9 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
             tr_own = Teacher(tr_cfg, cache, role="translator", embedded=tr_embedded, budget=budget)
             await _share(tr_own, tr_cfg)
         translator = tr_own or teacher.as_role("translator")
+        # --runner dask: each endpoint's requests go to the cluster's workers; all else stays here
+        remotes = attach_remotes(run, [(teacher, cfg, "teacher"), (judge_own, judge_cfg, "judge"),
+                                       (tr_own, tr_cfg, "translator")])
         try:
             ctx = RunContext(run=run, store=store, work=work, teacher=teacher, judge=judge, config=cfg,
                              judge_config=judge_cfg, budget=budget, translator=translator, translator_config=tr_cfg,
@@ -280,6 +284,8 @@ async def _run(run: dict[str, Any], recipe: str, body: Callable[[RunContext], Aw
     extra["budget"] = budget.to_dict() if budget else None
     extra["partial_reason"] = outcome.partial_reason or None
     extra["stages"] = outcome.stages
+    if (spread := runner_section(run, remotes)) is not None:
+        extra["runner"] = spread
     manifest = build_manifest(
         recipe=recipe, run_id=run["run_id"],
         config={k: v for k, v in run.items() if k not in ("teacher", "judge")}

@@ -101,6 +101,10 @@ class Teacher:
         # a cap shared with other runs (flows/shared_limit.py): anything with async ensure() and an
         # async context manager slot(); the harness sets it when the config asks for one
         self.shared = None
+        # where requests are sent instead of this process's own HTTP client: anything with
+        # `async post(base_url, path, body) -> (data, attempts, retries)`; the harness sets it for
+        # --runner dask (flows/dask_runner.py), keeping cache, budget and accounting here
+        self.remote = None
         self._batch = None
         if config.batch_api:
             from datagen.teacher.batch import BatchQueue, BatchRunner
@@ -305,6 +309,8 @@ class Teacher:
         try:
             if self._batch is not None:
                 data = await self._via_batch(row, path, body, est_in + max_out)
+            elif self.remote is not None:
+                data = await self._post_remote(path, body, est_in + max_out)
             else:
                 data = await self._post_with_retries(path, body, est_in + max_out)
         except BaseException:
@@ -381,6 +387,36 @@ class Teacher:
             return result.body
         self.usage.retries["batch_line_failed"] += 1
         return await self._post_with_retries(path, body, tokens)
+
+    async def send(self, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
+        """One request with retries, backoff and limits, and nothing else: no cache, budget or usage by
+        kind. What a Dask worker runs for a driver's Teacher (flows/dask_runner.py)."""
+        return await self._post_with_retries(path, body, tokens)
+
+    async def _post_remote(self, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
+        """A request another process sends (self.remote, e.g. a Dask worker, which retries it): this
+        run's concurrency, rate limits and shared limit still hold here, around the whole exchange."""
+        await self._ensure_endpoint()        # the embedded server runs here; workers are sent its URL
+        await self.concurrency.acquire()
+        try:
+            reserved = await self.limiter.acquire(tokens)
+            try:
+                if self.shared is None:
+                    data, attempts, retries = await self.remote.post(self._base_url, path, body, tokens)
+                else:
+                    async with self.shared.slot():
+                        data, attempts, retries = await self.remote.post(self._base_url, path, body, tokens)
+            except BaseException:
+                self.limiter.reconcile(reserved, tokens)
+                raise
+            self.limiter.reconcile(reserved, int((data.get("usage") or {}).get("total_tokens") or 0) or tokens)
+            self.concurrency.on_success()
+            self.usage.attempts += attempts
+            for cause, n in retries.items():
+                self.usage.retries[cause] += n
+            return data
+        finally:
+            self.concurrency.release()
 
     async def _post_with_retries(self, path: str, body: dict[str, Any], tokens: int) -> dict[str, Any]:
         client = await self._ensure_endpoint()
