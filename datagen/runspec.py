@@ -552,13 +552,14 @@ class RunnerSpec:
     kind: str = "local"
     address: str | None = None
     workers: int | None = None
+    threads: int | None = None      # per LocalCluster worker: batches it runs at once (I/O, not CPU)
 
     @classmethod
     def from_run(cls, run: dict[str, Any]) -> "RunnerSpec":
         return cls(**(run.get("runner") or {}))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "address": self.address, "workers": self.workers}
+        return {"kind": self.kind, "address": self.address, "workers": self.workers, "threads": self.threads}
 
 
 def runner_spec(kind: str, address: str | None, workers: int | None, teacher_cfg: Any) -> RunnerSpec:
@@ -590,4 +591,11 @@ def runner_spec(kind: str, address: str | None, workers: int | None, teacher_cfg
     if teacher_cfg.batch_api:
         raise DatagenError("--batch-api: not with --runner dask (the provider's batch queue is polled from this "
                            "process; the workers would only wait on it): pick one")
-    return RunnerSpec(kind="dask", address=address, workers=None if address is not None else (workers or 2))
+    if address is not None:
+        return RunnerSpec(kind="dask", address=address)
+    # A worker thread runs one batch (a Prefect task run) at a time, and a batch costs ~0.1 s of Prefect
+    # overhead before its first request: enough threads that --max-concurrency requests can be in flight
+    # even when they arrive a few at a time (the overlapped schedule sends one as each answer lands).
+    workers = workers or 2
+    threads = min(32, max(2, -(-teacher_cfg.max_concurrency // workers)))
+    return RunnerSpec(kind="dask", workers=workers, threads=threads)

@@ -47,13 +47,13 @@ LINGER_S = 0.005     # how long a batch waits for more requests once the first i
 
 def task_runner(spec: RunnerSpec):
     """prefect-dask's task runner for a spec: an existing scheduler, or a LocalCluster of N worker
-    processes, one thread each (requests are I/O; a worker runs a batch on its own event loop)."""
+    processes with `threads` threads each (each thread runs one batch at a time on its own event loop)."""
     from prefect_dask import DaskTaskRunner
 
     if spec.address:
         return DaskTaskRunner(address=spec.address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": spec.workers, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": ":0"})
+    return DaskTaskRunner(cluster_kwargs={"n_workers": spec.workers, "threads_per_worker": spec.threads or 2,
+                                          "processes": True, "dashboard_address": ":0"})
 
 
 def with_runner(flow_fn: Any, run: dict[str, Any]) -> Any:
