@@ -599,3 +599,22 @@ def runner_spec(kind: str, address: str | None, workers: int | None, teacher_cfg
     workers = workers or 2
     threads = min(32, max(2, -(-teacher_cfg.max_concurrency // workers)))
     return RunnerSpec(kind="dask", workers=workers, threads=threads)
+
+
+def check_scheduler(run: dict[str, Any], timeout_s: float = 5.0) -> None:
+    """A scheduler at the run's --dask-address answers on its port, before anything starts (exit 1)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from datagen.errors import ClusterUnavailable
+
+    address = (run.get("runner") or {}).get("address")
+    if not address:
+        return
+    u = urlsplit(address)
+    try:
+        socket.create_connection((u.hostname, u.port), timeout=timeout_s).close()
+    except OSError as e:
+        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__).lower()
+        raise ClusterUnavailable(f"--dask-address: no Dask scheduler answers at {u.hostname}:{u.port} ({reason}); "
+                                 "is the cluster up (dask scheduler / dask worker)?") from None

@@ -185,23 +185,9 @@ def _runner(run: dict[str, Any], teacher_cfg: Any, runner: Runner, address: Opti
         run["runner"] = spec.to_dict()
 
 
-def _check_cluster(run: dict[str, Any], timeout_s: float = 5.0) -> None:
-    """A scheduler at --dask-address answers on its port, before anything starts (exit 1 if not)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from datagen.errors import ClusterUnavailable
-
-    address = (run.get("runner") or {}).get("address")
-    if not address:
-        return
-    u = urlsplit(address)
-    try:
-        socket.create_connection((u.hostname, u.port), timeout=timeout_s).close()
-    except OSError as e:
-        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__).lower()
-        raise ClusterUnavailable(f"--dask-address: no Dask scheduler answers at {u.hostname}:{u.port} ({reason}); "
-                                 "is the cluster up (dask scheduler / dask worker)?") from None
+def _check_cluster(run: dict[str, Any]) -> None:
+    from datagen.runspec import check_scheduler
+    check_scheduler(run)
 
 
 def _check_prefect_api(run: dict[str, Any]) -> None:

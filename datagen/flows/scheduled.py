@@ -29,12 +29,14 @@ def _teacher_flags(base_url: str | None, model: str | None, max_concurrency: int
 
 
 async def _launch(flow_path: str, run: dict[str, Any], teacher_cfg: Any, cfg: dict[str, Any],
-                  config_path: Path | None, extend: bool) -> str:
-    """What `datagen run` does before its flow starts (translation settings, the endpoints answer),
-    then the recipe's flow as a subflow of this one; returns the published version's path."""
+                  config_path: Path | None, extend: bool, dask: tuple[str | None, int | None] = (None, None)) -> str:
+    """What `datagen run` does before its flow starts (translation settings, the endpoints answer, the
+    runner: `dask_address` or `dask_workers` = --runner dask), then the recipe's flow as a subflow of
+    this one; returns the published version's path."""
     import importlib
 
-    from datagen.runspec import add_translation
+    from datagen.flows.dask_runner import with_runner
+    from datagen.runspec import add_translation, check_scheduler, runner_spec
     from datagen.teacher.config import resolve_role_config
     from datagen.teacher.preflight import check_endpoint
 
@@ -47,9 +49,14 @@ async def _launch(flow_path: str, run: dict[str, Any], teacher_cfg: Any, cfg: di
         own = resolve_role_config(role, flags, section, teacher_cfg)
         if own is not None and not own.embedded:
             check_endpoint(own)
+    address, workers = dask
+    spec = runner_spec("dask" if address or workers else "local", address, workers, teacher_cfg)
+    if spec.kind != "local":
+        run["runner"] = spec.to_dict()
+        check_scheduler(run)
     run["extend"] = bool(extend)
     module, _, attr = flow_path.rpartition(".")
-    result = await getattr(importlib.import_module(module), attr)(run)
+    result = await with_runner(getattr(importlib.import_module(module), attr), run)(run)
     return result["path"]
 
 
@@ -58,7 +65,8 @@ async def scheduled_self_instruct(seeds: str = "seeds/175.jsonl", num_instructio
                                   name: str = "self-instruct", out: str = "outputs", seed: int = 42,
                                   base_url: str | None = None, model: str | None = None,
                                   config: str | None = None, max_cost: float | None = None,
-                                  extend: bool = True) -> str:
+                                  extend: bool = True, dask_address: str | None = None,
+                                  dask_workers: int | None = None) -> str:
     """`datagen run self-instruct --seeds SEEDS -n NUM_INSTRUCTIONS --name NAME --out OUT --seed SEED
     [--base-url --model --config --max-cost]`; returns the published version's path."""
     from datagen.runspec import self_instruct_run
@@ -68,19 +76,20 @@ async def scheduled_self_instruct(seeds: str = "seeds/175.jsonl", num_instructio
         seeds=Path(seeds), name=name, out=Path(out), cfg=cfg, config_path=cfg_path,
         teacher_flags=_teacher_flags(base_url, model), max_cost=max_cost,
         params={"num_instructions": num_instructions, "seed": seed})
-    return await _launch("datagen.flows.self_instruct.self_instruct_flow", run, teacher_cfg, cfg, cfg_path, extend)
+    return await _launch("datagen.flows.self_instruct.self_instruct_flow", run, teacher_cfg, cfg, cfg_path, extend,
+                         (dask_address, dask_workers))
 
 
 async def _recipe(recipe: str, flow_path: str, *, input: str, name: str, out: str, config: str | None,
                   base_url: str | None, model: str | None, max_cost: float | None, params: dict[str, Any],
-                  extend: bool) -> str:
+                  extend: bool, dask: tuple[str | None, int | None]) -> str:
     from datagen.runspec import recipe_run
 
     cfg_path, cfg = _config(config)
     run, teacher_cfg = recipe_run(recipe, input=input, name=name, out=Path(out), cfg=cfg, config_path=cfg_path,
                                   teacher_flags=_teacher_flags(base_url, model), judge_flags={}, params=params,
                                   judging={}, max_cost=max_cost)
-    return await _launch(flow_path, run, teacher_cfg, cfg, cfg_path, extend)
+    return await _launch(flow_path, run, teacher_cfg, cfg, cfg_path, extend, dask)
 
 
 @flow(name="evol-instruct-scheduled", log_prints=False)
@@ -88,30 +97,34 @@ async def scheduled_evol_instruct(input: str, name: str = "evol-instruct", out: 
                                   rounds: int | None = None, seed: int | None = None,
                                   base_url: str | None = None, model: str | None = None,
                                   config: str | None = None, max_cost: float | None = None,
-                                  extend: bool = True) -> str:
+                                  extend: bool = True, dask_address: str | None = None,
+                                  dask_workers: int | None = None) -> str:
     """`datagen run evol-instruct --input INPUT --name NAME --out OUT [--rounds --seed --base-url --model
     --config --max-cost]`; INPUT is a dataset name (its LATEST at run time) or a file."""
     return await _recipe("evol", "datagen.flows.evol_instruct.evol_instruct_flow", input=input, name=name, out=out,
                          config=config, base_url=base_url, model=model, max_cost=max_cost, extend=extend,
-                         params={"rounds": rounds, "seed": seed})
+                         params={"rounds": rounds, "seed": seed}, dask=(dask_address, dask_workers))
 
 
 @flow(name="distill-scheduled", log_prints=False)
 async def scheduled_distill(input: str, name: str = "distill", out: str = "outputs", turns: int | None = None,
                             samples: int | None = None, system: str | None = None, seed: int | None = None,
                             base_url: str | None = None, model: str | None = None, config: str | None = None,
-                            max_cost: float | None = None, extend: bool = True) -> str:
+                            max_cost: float | None = None, extend: bool = True, dask_address: str | None = None,
+                             dask_workers: int | None = None) -> str:
     """`datagen run distill --input INPUT --name NAME --out OUT [--turns --samples --system --seed
     --base-url --model --config --max-cost]`."""
     return await _recipe("distill", "datagen.flows.distill.distill_flow", input=input, name=name, out=out,
                          config=config, base_url=base_url, model=model, max_cost=max_cost, extend=extend,
-                         params={"turns": turns, "samples": samples, "system": system, "seed": seed})
+                         params={"turns": turns, "samples": samples, "system": system, "seed": seed},
+                         dask=(dask_address, dask_workers))
 
 
 @flow(name="pipeline-scheduled", log_prints=False)
 async def scheduled_pipeline(config: str, name: str | None = None, out: str = "outputs",
                              base_url: str | None = None, model: str | None = None,
-                             max_cost: float | None = None, extend: bool = True) -> str:
+                             max_cost: float | None = None, extend: bool = True, dask_address: str | None = None,
+                             dask_workers: int | None = None) -> str:
     """`datagen run pipeline --config CONFIG [--name --out --base-url --model --max-cost]`."""
     from datagen.errors import DatagenError
     from datagen.runspec import pipeline_run
@@ -122,7 +135,8 @@ async def scheduled_pipeline(config: str, name: str | None = None, out: str = "o
     run, teacher_cfg = pipeline_run(config_path=cfg_path, cfg=cfg, out=Path(out), name=name,
                                     teacher_flags=_teacher_flags(base_url, model), judge_flags={},
                                     max_cost=max_cost)
-    return await _launch("datagen.flows.pipeline.pipeline_flow", run, teacher_cfg, cfg, cfg_path, extend)
+    return await _launch("datagen.flows.pipeline.pipeline_flow", run, teacher_cfg, cfg, cfg_path, extend,
+                         (dask_address, dask_workers))
 
 
 def refilter_run(dataset: str, out: Path, config: str | None) -> dict[str, Any] | None:
