@@ -10,7 +10,7 @@ import sys
 
 from rich.markup import escape
 
-from datagen.cli import curate, export, inspect, report, run, teacher, translate  # noqa: F401  (each registers its commands)
+from datagen.cli import curate, export, inspect, report, run, server, teacher, translate  # noqa: F401  (each registers its commands)
 from datagen.cli import output
 from datagen.cli.app import app
 from datagen.cli.output import console
