@@ -2,8 +2,12 @@
 next, stopped by `datagen server stop` or after an idle period — never under a command still running."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,10 +19,10 @@ from datagen.flows import server
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "DATAGEN_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+    env = {**os.environ, "DATAGEN_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     for key in ("PREFECT_API_URL", "DATAGEN_PREFECT_SERVER", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         env.pop(key, None)
-    return env
+    return {**env, **extra}
 
 
 def _lines(path: Path, n: int = 50) -> Path:
@@ -26,6 +30,41 @@ def _lines(path: Path, n: int = 50) -> Path:
             for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def _leftovers(folder: Path) -> list[int]:
+    """Processes of this folder's server still alive: its supervisor (found by the folder in its command
+    line) and the server the state file names."""
+    pids = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if server.SUPERVISOR in cmd and str(folder) in cmd:
+            pids.add(int(proc.name))
+    info = server.ServerInfo.read(folder)
+    if info is not None and server.ours(info.server_pid, server.SERVER):
+        pids.add(info.server_pid)
+    return sorted(p for p in pids if server.alive(p))
+
+
+@pytest.fixture
+def no_leftovers():
+    """Yields a list to add server folders to; after the test, stops what still runs there (by PID) and
+    fails the test if anything did."""
+    folders: list[Path] = []
+    yield folders
+    left = {}
+    for folder in folders:
+        server.stop(folder)
+        pids = _leftovers(folder)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if pids:
+            left[str(folder)] = pids
+    assert not left, f"processes left running: {left}"
 
 
 def _wait(cond, what: str, deadline_s: float = 90.0) -> None:
@@ -36,9 +75,10 @@ def _wait(cond, what: str, deadline_s: float = 90.0) -> None:
         time.sleep(0.2)
 
 
-def test_first_command_starts_the_server_the_next_reuses_it_and_stop_stops_it(tmp_path):
+def test_first_command_starts_the_server_the_next_reuses_it_and_stop_stops_it(tmp_path, no_leftovers):
     home, data = tmp_path / "dg", _lines(tmp_path / "notes.jsonl")
     folder = home / "server"
+    no_leftovers.append(folder)
     env = _env(home)
     try:
         first = run_cli(["dedup", str(data), "--out", str(tmp_path / "a")], env=env, timeout=300)
@@ -72,9 +112,10 @@ def test_first_command_starts_the_server_the_next_reuses_it_and_stop_stops_it(tm
         server.stop(folder)
 
 
-def test_idle_stop_waits_for_a_running_command(tmp_path, monkeypatch):
+def test_idle_stop_waits_for_a_running_command(tmp_path, monkeypatch, no_leftovers):
     """With a 1 s idle period the server stays up while a command holds its lease, and stops after."""
     folder = tmp_path / "server"
+    no_leftovers.append(folder)
     (folder / "leases").mkdir(parents=True)
     lease = folder / "leases" / str(os.getpid())      # this test process plays the running command
     lease.touch()
@@ -96,10 +137,14 @@ def test_idle_stop_waits_for_a_running_command(tmp_path, monkeypatch):
         server.stop(folder)
 
 
-def test_a_dead_servers_state_file_is_replaced_not_trusted(tmp_path, monkeypatch):
+def test_a_dead_servers_state_file_is_replaced_not_trusted(tmp_path, monkeypatch, no_leftovers):
+    """A state file from before a reboot names PIDs that now belong to other processes: they are not
+    signalled, and a new server replaces the one it names."""
     folder = tmp_path / "dg" / "server"
     folder.mkdir(parents=True)
-    stale = server.ServerInfo(pid=2 ** 22 + 7, server_pid=2 ** 22 + 8, port=9, url="http://127.0.0.1:9/api",
+    no_leftovers.append(folder)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    stale = server.ServerInfo(pid=bystander.pid, server_pid=2 ** 22 + 8, port=9, url="http://127.0.0.1:9/api",
                               home="x", log="x", idle_s=60, started=0)
     stale.write(folder)
     monkeypatch.setenv("DATAGEN_HOME", str(tmp_path / "dg"))
@@ -107,11 +152,23 @@ def test_a_dead_servers_state_file_is_replaced_not_trusted(tmp_path, monkeypatch
     monkeypatch.delenv("DATAGEN_PREFECT_SERVER", raising=False)
     said = []
     try:
+        assert server.stop(folder) is None              # nothing of ours to stop
         url = server.ensure_api(say=said.append)
         assert url != stale.url and server.healthy(url)
         assert os.environ["PREFECT_API_URL"] == url and said
+        assert bystander.poll() is None                   # never signalled
+        info = server.ServerInfo.read(folder)
+
+        # a supervisor killed outright takes its server with it; the next command starts a new pair
+        os.kill(info.pid, signal.SIGKILL)
+        _wait(lambda: not server.alive(info.server_pid), "the orphaned server to exit", 60)
+        os.environ.pop("PREFECT_API_URL")
+        again = server.ensure_api(say=said.append)
+        assert server.healthy(again) and server.ServerInfo.read(folder).pid != info.pid
     finally:
         os.environ.pop("PREFECT_API_URL", None)
+        bystander.kill()
+        bystander.wait()
         server.stop(folder)
 
 
@@ -119,7 +176,8 @@ def test_a_dead_servers_state_file_is_replaced_not_trusted(tmp_path, monkeypatch
     ("DATAGEN_SERVER_IDLE_MINUTES", "soon", "DATAGEN_SERVER_IDLE_MINUTES: expected minutes"),
     ("DATAGEN_PREFECT_SERVER", "remote", "DATAGEN_PREFECT_SERVER: expected 'background' or 'ephemeral'"),
 ])
-def test_bad_server_settings_are_one_line(tmp_path, var, value, message):
+def test_bad_server_settings_are_one_line(tmp_path, var, value, message, no_leftovers):
+    no_leftovers.append(tmp_path / "dg" / "server")
     env = _env(tmp_path / "dg", **{var: value})
     p = run_cli(["dedup", str(_lines(tmp_path / "n.jsonl", 5)), "--out", str(tmp_path / "o")], env=env, timeout=120)
     assert p.returncode == 2

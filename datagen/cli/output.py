@@ -100,9 +100,11 @@ pending_hint: str | None = None
 
 
 def _run_and_settle(start) -> dict[str, Any]:
-    result = start()
+    from datagen.flows.console import cli_flow_settings, wait_until_recorded
+
+    with cli_flow_settings():
+        result = start()
     if result.get("flow_run_id"):
-        from datagen.flows.console import wait_until_recorded
         wait_until_recorded(result["flow_run_id"])
     return result
 

@@ -37,11 +37,16 @@ def start() -> None:
     """Start the background server now (commands start it on first use anyway); print its API URL."""
     from datagen.flows import server
 
-    info = server.running()
+    folder = server.state_dir()
+    info = server.running(folder)
     if info is None:
+        idle = server.idle_seconds()
         console.print("starting the local Prefect server ...", highlight=False)
-        with server._locked(server.state_dir()):
-            info = server.running() or server.start(server.state_dir(), server.idle_seconds())
+        with server.locked(folder):
+            info = server.running(folder)
+            if info is None:
+                server.stop(folder)       # a supervisor whose server stopped answering
+                info = server.start(folder, idle)
     console.print(f"running: {info.url}; point Prefect workers or the UI at it with "
                   f"`export PREFECT_API_URL={info.url}`", highlight=False, soft_wrap=True)
     print(info.url)
@@ -52,7 +57,9 @@ def stop() -> None:
     """Stop the background server (the next command starts a new one)."""
     from datagen.flows import server
 
-    info = server.stop()
+    folder = server.state_dir()
+    with server.locked(folder):
+        info = server.stop(folder)
     if info is None:
         console.print("no background server to stop", highlight=False)
         return

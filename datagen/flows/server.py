@@ -78,6 +78,24 @@ class ServerInfo:
         os.replace(tmp, folder / STATE_FILE)
 
 
+def ours(pid: int, marker: str) -> bool:
+    """`pid` is alive and its command line holds `marker`: a state file left from before a reboot names
+    PIDs that may now belong to anything, and those are never signalled."""
+    if not alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True          # no /proc to ask (not Linux): trust the PID
+    return marker in cmdline
+
+
+SUPERVISOR = "datagen.flows.server supervise"
+SERVER = "prefect server start"
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -103,22 +121,28 @@ def healthy(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def running() -> ServerInfo | None:
+def running(folder: Path | None = None) -> ServerInfo | None:
     """The background server, when its supervisor is alive and it answers."""
-    info = ServerInfo.read(state_dir())
-    if info is None or not alive(info.pid) or not healthy(info.url):
+    info = ServerInfo.read(folder or state_dir())
+    if info is None or not ours(info.pid, SUPERVISOR) or not healthy(info.url):
         return None
     return info
 
 
 @contextlib.contextmanager
-def _locked(folder: Path):
+def locked(folder: Path, wait: bool = True):
+    """The state folder's lock: held to start, stop or take a lease on the server. Yields False (and holds
+    nothing) when `wait` is off and another process holds it."""
     import fcntl
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with open(folder / "lock", "a") as f:
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -135,9 +159,10 @@ def ensure_api(say=None) -> str | None:
         raise DatagenError(f"DATAGEN_PREFECT_SERVER: expected 'background' or 'ephemeral', got '{mode}'")
     folder = state_dir()
     idle = idle_seconds()
-    with _locked(folder):
-        info = running()
+    with locked(folder):
+        info = running(folder)
         if info is None:
+            _stop_unanswering(folder)
             if say is not None:
                 say("starting a local Prefect server for datagen (first use; later commands reuse it; it stops "
                     f"after {_idle_text(idle)}, or with `datagen server stop`)")
@@ -145,6 +170,21 @@ def ensure_api(say=None) -> str | None:
         _lease(folder)
     os.environ["PREFECT_API_URL"] = info.url
     return info.url
+
+
+def _stop_unanswering(folder: Path) -> None:
+    """A supervisor that is alive but whose server did not answer: give a busy server a few more seconds,
+    then stop it, so that a new one does not share its database folder."""
+    info = ServerInfo.read(folder)
+    if info is None:
+        return
+    if ours(info.pid, SUPERVISOR):
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if healthy(info.url, timeout=3.0):
+                return
+            time.sleep(0.5)
+    stop(folder)        # also a server left behind by a supervisor that was killed
 
 
 def _idle_text(idle_s: float) -> str:
@@ -185,7 +225,7 @@ def start(folder: Path, idle_s: float) -> ServerInfo:
     with open(log, "ab") as out:
         sup = subprocess.Popen([sys.executable, "-m", "datagen.flows.server", "supervise", str(folder), str(port),
                                 str(idle_s)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True, env=_server_env(folder), close_fds=True)
+                               start_new_session=True, env=_server_env(folder), close_fds=True, cwd=folder)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         info = ServerInfo.read(folder)
@@ -213,21 +253,22 @@ def stop(folder: Path | None = None, timeout_s: float = 30.0) -> ServerInfo | No
     info = ServerInfo.read(folder)
     if info is None:
         return None
-    for pid in (info.pid, info.server_pid):
+    pids = [pid for pid, marker in ((info.pid, SUPERVISOR), (info.server_pid, SERVER)) if ours(pid, marker)]
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (alive(info.pid) or alive(info.server_pid)):
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
         time.sleep(0.1)
-    for pid in (info.pid, info.server_pid):
+    for pid in pids:
         if alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL) if pid == info.pid else os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
     current = ServerInfo.read(folder)
     if current is not None and current.pid == info.pid:
         with contextlib.suppress(OSError):
             (folder / STATE_FILE).unlink()
-    return info
+    return info if pids else None
 
 
 def live_leases(folder: Path) -> list[int]:
@@ -252,14 +293,15 @@ def supervise(folder: Path, port: int, idle_s: float, clock=time.time, check_s: 
     signal.signal(signal.SIGINT, lambda *_: stopping.append("SIGINT"))
     env = {**os.environ}
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env=env, stdin=subprocess.DEVNULL)
+                               "--port", str(port)], env=env, stdin=subprocess.DEVNULL,
+                              preexec_fn=_die_with_parent)
     info = ServerInfo(pid=os.getpid(), server_pid=server.pid, port=port, url=f"http://127.0.0.1:{port}/api",
                       home=env["PREFECT_HOME"], log=str(folder / "server.log"), idle_s=idle_s, started=clock())
     info.write(folder)
     _say(f"supervisor {os.getpid()}: prefect server {server.pid} on {info.url}, idle stop {_idle_text(idle_s)}")
     check_s = check_s or (5.0 if idle_s == 0 else max(0.5, min(10.0, idle_s / 4)))
     why = ""
-    while not why:
+    while True:
         if stopping:
             why = f"stop requested ({stopping[0]})"
             break
@@ -267,18 +309,52 @@ def supervise(folder: Path, port: int, idle_s: float, clock=time.time, check_s: 
             why = f"the server exited with code {server.returncode}"
             break
         if idle_s > 0:
-            leases = live_leases(folder)
-            try:
-                last = (folder / "last_used").stat().st_mtime
-            except OSError:
-                last = info.started
-            quiet = clock() - last
-            if not leases and quiet >= idle_s:
-                why = f"idle for {quiet / 60:.1f} min"
-                break
-            _say(f"idle check: {len(leases)} lease(s), last use {quiet:.0f} s ago", debug=True)
-        time.sleep(check_s)
+            # Under the lock (never waiting for it: whoever holds it is starting a command or stopping
+            # us), so a command cannot take its lease between this check and the stop.
+            with locked(folder, wait=False) as have:
+                if have:
+                    why = _idle_reason(folder, idle_s, info, clock)
+                    if why:
+                        _say(f"stopping: {why}")
+                        _shut(server, folder)
+                        _say("stopped")
+                        return 0
+        end = time.monotonic() + check_s
+        while not stopping and time.monotonic() < end:     # SIGTERM does not cut a sleep short
+            time.sleep(0.2)
     _say(f"stopping: {why}")
+    _shut(server, folder)
+    _say("stopped")
+    return 0
+
+
+def _die_with_parent() -> None:
+    """In the server process before it runs (Linux): SIGTERM it when the supervisor dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+
+
+def _idle_reason(folder: Path, idle_s: float, info: ServerInfo, clock) -> str:
+    leases = live_leases(folder)
+    try:
+        last = (folder / "last_used").stat().st_mtime
+    except OSError:
+        last = info.started
+    quiet = clock() - last
+    if not leases and quiet >= idle_s:
+        return f"idle for {quiet / 60:.1f} min"
+    _say(f"idle check: {len(leases)} lease(s), last use {quiet:.0f} s ago", debug=True)
+    return ""
+
+
+def _shut(server: subprocess.Popen, folder: Path) -> None:
+    """Stop the server process and forget it (state file gone: the next command starts a new one)."""
+    current = ServerInfo.read(folder)
+    if current is not None and current.pid == os.getpid():
+        with contextlib.suppress(OSError):
+            (folder / STATE_FILE).unlink()
     if server.poll() is None:
         server.terminate()
         try:
@@ -286,12 +362,6 @@ def supervise(folder: Path, port: int, idle_s: float, clock=time.time, check_s: 
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-    current = ServerInfo.read(folder)
-    if current is not None and current.pid == os.getpid():
-        with contextlib.suppress(OSError):
-            (folder / STATE_FILE).unlink()
-    _say("stopped")
-    return 0
 
 
 def _say(text: str, debug: bool = False) -> None:
