@@ -8,7 +8,7 @@ plus `datagen --version` (Python and the CLI's own imports), and for `datagen ru
 instructions against a loopback stub teacher (tests/openai_stub.py) the time from the command's start to
 its first generation request, ephemeral and warm. Each run's wall time is the whole command,
 process start to exit; CPU is the command's own user+sys (the server's is not counted), which says more
-than wall time on a shared machine, so the load average is printed too. Runs in a temporary DATAGEN_HOME
+than wall time on a shared machine, so the load average is printed too. Runs with a temporary DATAGEN_SERVER_DIR
 and stops the server it started. A bench, not a test: it asserts nothing.
 
     PYTHONPATH=. .venv/bin/python bench/startup.py [--cold 3] [--warm 7] [--ephemeral 2] [--runs 3]
@@ -55,7 +55,7 @@ def main() -> None:
     data = tmp / "notes.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"Explain idea {i % 40} briefly.", "output": f"Idea {i % 40}."})
                             + "\n" for i in range(50)))
-    env = {**os.environ, "DATAGEN_HOME": str(tmp / "home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "DATAGEN_SERVER_DIR": str(tmp / "server"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     for key in ("PREFECT_API_URL", "DATAGEN_PREFECT_SERVER"):
         env.pop(key, None)
     runs: dict[str, list[tuple[float, float]]] = {"--version": [], "ephemeral": [], "cold": [], "warm": []}

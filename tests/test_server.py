@@ -19,7 +19,7 @@ from datagen.flows import server
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "DATAGEN_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, "DATAGEN_SERVER_DIR": str(home / "server"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     for key in ("PREFECT_API_URL", "DATAGEN_PREFECT_SERVER", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         env.pop(key, None)
     return {**env, **extra}
@@ -147,7 +147,7 @@ def test_a_dead_servers_state_file_is_replaced_not_trusted(tmp_path, monkeypatch
     stale = server.ServerInfo(pid=bystander.pid, server_pid=2 ** 22 + 8, port=9, url="http://127.0.0.1:9/api",
                               home="x", log="x", idle_s=60, started=0)
     stale.write(folder)
-    monkeypatch.setenv("DATAGEN_HOME", str(tmp_path / "dg"))
+    monkeypatch.setenv("DATAGEN_SERVER_DIR", str(folder))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.delenv("DATAGEN_PREFECT_SERVER", raising=False)
     said = []

@@ -35,9 +35,10 @@ START_TIMEOUT_S = 180.0
 
 
 def state_dir() -> Path:
-    """DATAGEN_HOME/server, else ~/.datagen/server."""
-    root = os.environ.get("DATAGEN_HOME") or str(Path.home() / ".datagen")
-    return Path(root).expanduser() / "server"
+    """DATAGEN_SERVER_DIR, else ~/.datagen/server. (Not under DATAGEN_HOME: that names the repository a
+    Prefect worker runs deployments from, and the server's database does not belong in a checkout.)"""
+    text = os.environ.get("DATAGEN_SERVER_DIR", "").strip()
+    return Path(text).expanduser() if text else Path.home() / ".datagen" / "server"
 
 
 def idle_seconds() -> float:
