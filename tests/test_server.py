@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from datagen.flows import server
 
 
@@ -81,10 +81,21 @@ def test_first_command_starts_the_server_the_next_reuses_it_and_stop_stops_it(tm
     no_leftovers.append(folder)
     env = _env(home)
     try:
-        first = run_cli(["dedup", str(data), "--out", str(tmp_path / "a")], env=env, timeout=300)
-        assert first.returncode == 0, first.stderr
-        assert "starting a local Prefect server" in first.stderr
-        assert "Traceback" not in first.stderr
+        # two commands at once on a machine without a server: one starts it, the other waits and reuses it
+        both = [subprocess.Popen([sys.executable, "-m", "datagen.cli", "dedup", str(data), "--out", str(tmp_path / o)],
+                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for o in ("a", "a2")]
+        outs = []
+        for p in both:
+            try:
+                outs.append(p.communicate(timeout=300))
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        assert [p.returncode for p in both] == [0, 0], [err for _, err in outs]
+        assert sum("starting a local Prefect server" in err for _, err in outs) == 1
+        assert not any("Traceback" in err for _, err in outs)
         info = server.ServerInfo.read(folder)
         assert info is not None and server.alive(info.pid) and server.alive(info.server_pid)
         assert server.live_leases(folder) == []              # the command released its lease at exit
@@ -95,9 +106,9 @@ def test_first_command_starts_the_server_the_next_reuses_it_and_stop_stops_it(tm
         again = server.ServerInfo.read(folder)
         assert (again.pid, again.server_pid, again.url) == (info.pid, info.server_pid, info.url)
         assert (tmp_path / "b" / "notes" / "v0001" / "records.jsonl").is_file()
-        # both commands' flow runs are on that one server
+        # the three commands' flow runs are on that one server
         runs = httpx.post(info.url + "/flow_runs/filter", json={"limit": 10}, timeout=10).json()
-        assert sum(1 for r in runs if r["state_type"] == "COMPLETED") == 2
+        assert sum(1 for r in runs if r["state_type"] == "COMPLETED") == 3
 
         status = run_cli(["server", "status"], env=env, timeout=60)
         assert status.returncode == 0 and status.stdout.strip() == info.url

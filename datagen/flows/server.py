@@ -224,7 +224,10 @@ def start(folder: Path, idle_s: float) -> ServerInfo:
     (folder / "last_used").touch()
     port = _free_port()
     with open(log, "ab") as out:
-        sup = subprocess.Popen([sys.executable, "-m", "datagen.flows.server", "supervise", str(folder), str(port),
+        # The supervisor imports this very datagen (a checkout's, say), whatever its working folder.
+        code = "import sys; sys.path.insert(0, sys.argv[1]); from datagen.flows.server import main; main(sys.argv[2:])"
+        root = str(Path(__file__).resolve().parents[2])
+        sup = subprocess.Popen([sys.executable, "-c", code, root, *SUPERVISOR.split(), str(folder), str(port),
                                 str(idle_s)], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True, env=_server_env(folder), close_fds=True, cwd=folder)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -371,7 +374,14 @@ def _say(text: str, debug: bool = False) -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} datagen-server: {text}", flush=True)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "supervise":
-        sys.exit(supervise(Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+def main(argv: list[str]) -> None:
+    """`[datagen.flows.server] supervise FOLDER PORT IDLE_SECONDS` (the marker first, as start() passes it)."""
+    if argv[:1] == ["datagen.flows.server"]:
+        argv = argv[1:]
+    if len(argv) == 4 and argv[0] == "supervise":
+        sys.exit(supervise(Path(argv[1]), int(argv[2]), float(argv[3])))
     sys.exit("usage: python -m datagen.flows.server supervise FOLDER PORT IDLE_SECONDS")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
