@@ -14,6 +14,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 sys.path.insert(0, str(REPO / "tests"))
+# A CLI run without the session server (prefect_env) keeps Prefect's temporary server: the tests must
+# not start, or leave behind, the background server a user's commands share (tests/test_server.py
+# tests that one, in its own DATAGEN_SERVER_DIR).
+os.environ.setdefault("DATAGEN_PREFECT_SERVER", "ephemeral")
 
 
 def _free_port() -> int:

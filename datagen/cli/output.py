@@ -17,13 +17,18 @@ console = Console(stderr=True)
 
 
 def prefect_defaults() -> None:
-    """Offline-friendly Prefect settings, set before Prefect is imported; the user's own win."""
+    """Offline-friendly Prefect settings and the Prefect API to use, set before Prefect is imported;
+    the user's own win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     # Prefect waits 20 s for its temporary server; on a loaded 2-core machine it once took longer and
     # a run failed before it started (measured in CI while a 256-concurrency bench ran alongside).
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # The user's server (PREFECT_API_URL), else datagen's background one, started once and reused
+    # (datagen/flows/server.py): a temporary server per command would cost ~10 s of every small command.
+    from datagen.flows.server import ensure_api
+    ensure_api(say=lambda text: console.print(f"[dim]{text}[/]", highlight=False, soft_wrap=True))
 
 
 def progress_view(p: progress.Progress, started: float) -> Table:
@@ -95,9 +100,11 @@ pending_hint: str | None = None
 
 
 def _run_and_settle(start) -> dict[str, Any]:
-    result = start()
+    from datagen.flows.console import cli_flow_settings, wait_until_recorded
+
+    with cli_flow_settings():
+        result = start()
     if result.get("flow_run_id"):
-        from datagen.flows.console import wait_until_recorded
         wait_until_recorded(result["flow_run_id"])
     return result
 
