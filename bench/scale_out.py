@@ -75,26 +75,19 @@ def write_instructions(path: Path, n: int) -> None:
 
 # --------------------------------------------------------------------------- processes
 
-class Stub:
-    """recipe_throughput's measuring stub, fixed latency, in its own process (and session)."""
+class Stub(rt.Stub):
+    """recipe_throughput's measuring stub at a fixed --latency, in a process (and session) of its own;
+    its stats() and stop() as there."""
 
     def __init__(self, latency: float):
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve",
-                                      "--latency", str(latency)], stdout=subprocess.PIPE, text=True, cwd=REPO,
-                                     start_new_session=True)
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("READY "):
-            stop_pid(self.proc)
-            raise RuntimeError(f"stub did not start: {line!r}")
-        self.base_url = line.split()[1]
-        self.root = self.base_url.rsplit("/v1", 1)[0]
-
-    def stats(self) -> dict:
-        import httpx
-        return httpx.get(self.root + "/stub/bench", timeout=30).json()
-
-    def stop(self) -> None:
-        stop_pid(self.proc)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", "--latency", str(latency)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+        ready = self.proc.stdout.readline().split()
+        if ready[:1] != ["READY"]:
+            self.stop()
+            raise RuntimeError(f"stub did not start: {' '.join(ready)!r}")
+        self.base_url = ready[1]
+        self.root = self.base_url.removesuffix("/v1")
 
 
 def stop_pid(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
@@ -251,7 +244,7 @@ def run_once(server_env: dict, server_pid: int, tmp: Path, recipe: str, runner: 
             _, err = proc.communicate()
         wall = time.monotonic() - t0
         cpu = watch.finish()
-        stats = stub.stats()
+        stats = stub.bench_stats()
         fa, la = stats.get("first_arrival"), stats.get("last_answer")
         if fa and la:  # CPU s of all the watched processes in the three phases of the run
             cpu["phases"] = (watch.at(fa), watch.at(la) - watch.at(fa), watch.series[-1][1] - watch.at(la))
