@@ -229,6 +229,7 @@ def run_once(server_env: dict, server_pid: int, tmp: Path, recipe: str, runner: 
     live["stub"] = stub
     print(f"  {recipe:<13} {label:<7} ...", file=sys.stderr, end="", flush=True)
     rc, err, stats, cpu = None, "", {}, {"cpu_s": {}, "machine_busy": None, "pids": []}
+    watch = None
     try:
         t0, t0_epoch = time.monotonic(), time.time()
         proc = subprocess.Popen(cli_args(recipe, runner, workers, stub, out, a, instr), cwd=REPO, env=server_env,
@@ -254,7 +255,8 @@ def run_once(server_env: dict, server_pid: int, tmp: Path, recipe: str, runner: 
                 os.killpg(live["cli"].pid, signal.SIGKILL)
                 live["cli"].wait()
             # anything the CLI started (Dask nannies, workers) and left running
-            left = kill_pids(p for p in cpu.get("pids", []) if p not in (server_pid, stub.proc.pid))
+            seen = list(watch.seen) if watch is not None else []
+            left = kill_pids(p for p in seen if p not in (server_pid, stub.proc.pid))
             if left:
                 print(f" [killed leftover pids {left}]", file=sys.stderr, end="")
         live["cli"] = None
@@ -408,6 +410,11 @@ def main() -> int:
     if a.serve:
         rt.FIXED_S = a.latency
         return rt.serve("fixed", "diverse")
+
+    def on_term(signum, frame):  # a SIGTERM stops the bench like Ctrl-C: everything it started, by PID
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored (`cmd &`)
     if a.quick:
         a.instructions, a.si_n = 160, 0
     workers = [int(w) for w in a.workers.split(",") if w.strip()]
@@ -418,7 +425,7 @@ def main() -> int:
     write_instructions(instr, a.instructions)
     results: list[dict] = []
     live: dict = {"cli": None, "stub": None}
-    server = None
+    server, interrupted = None, False
     t_all = time.monotonic()
     try:
         print(f"starting Prefect server (PREFECT_HOME under {tmp}) ...", file=sys.stderr, flush=True)
@@ -429,7 +436,8 @@ def main() -> int:
                 for runner, w in [("local", 0)] + [("dask", w) for w in workers]:
                     results.append(run_once(env, server.proc.pid, tmp, recipe, runner, w, a, instr, live))
     except KeyboardInterrupt:
-        print("\ninterrupted: stopping what the bench started", file=sys.stderr)
+        interrupted = True
+        print("\ninterrupted: stopping what the bench started; the tables hold the finished runs", file=sys.stderr)
     finally:
         if live.get("cli") is not None and live["cli"].poll() is None:
             os.killpg(live["cli"].pid, signal.SIGKILL)
@@ -455,7 +463,7 @@ def main() -> int:
                                       "max_concurrency": a.concurrency, "instructions": a.instructions,
                                       "si_n": a.si_n, "repeat": a.repeat, "summary": summarise(results),
                                       "results": results}, indent=1) + "\n")
-    return 0 if all(r["ok"] for r in results) else 1
+    return 0 if all(r["ok"] for r in results) and not interrupted else 1
 
 
 if __name__ == "__main__":
