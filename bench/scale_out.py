@@ -35,7 +35,47 @@ an error or Ctrl-C.
 Numbers depend heavily on the machine: on a 2-core box the driver, 1-4 Dask workers and their nannies,
 the Prefect server and the stub all share the two cores, and the box may be running other work.
 
-Measured 2026-12-02 on this 2-core shared machine (see MEASURED below the docstring for the table).
+Measured 2026-12-02 (`--repeat 2`, defaults otherwise: latency 0.5 s, C=32, distill 240 instructions,
+self-instruct -n 60; 211 s in all) on a 2-core machine shared with other sessions' work (1-min load average
+2.0-2.8 during the runs; an earlier run at load 4-5 gave the same shape, up to 1.5x slower for dask 2 and 4).
+Medians of 2 runs; x = ratio to the single process:
+
+  recipe        config  wall s start s teach s tail s  req  req/s    x  rec/s    x  req/s teach    x  flight  per worker
+  distill       single     7.4     2.6     4.1    0.7  240   32.6 1.00   32.6 1.00         59.0 1.00  31.5/32  -
+  distill       dask 1    11.1     4.3     5.6    1.2  240   21.7 0.67   21.7 0.67         43.1 0.73  21.3/32  240
+  distill       dask 2    14.4     4.2     8.1    2.0  240   16.7 0.51   16.7 0.51         29.5 0.50  14.7/25  151/89
+distill       dask 4    20.1     9.0     8.4    2.8  240   12.3 0.38   12.3 0.38         28.9 0.49  14.3/31  77/72/70/21
+  self-instruct single     6.1     2.1     3.3    0.8  166   27.1 1.00   19.8 1.00         50.5 1.00  28.8/32  -
+  self-instruct dask 1    11.0     4.5     5.1    1.4  166   15.1 0.56   11.0 0.56         32.3 0.64  16.1/32  166
+  self-instruct dask 2    12.8     5.4     6.1    1.4  166   13.0 0.48    9.5 0.48         27.5 0.55  13.7/25  103/63
+self-instruct dask 4    14.9     6.4     6.5    2.0  166   11.1 0.41    8.1 0.41         25.6 0.51  13.3/31  52/47/40/27
+
+recipe        config  CPU s: driver dask procs prefect stub | start teach tail | ms/req teach  batches  task run s  busy
+distill       single            2.7        0.0     0.7  0.1 |   2.3   0.5  0.7 |          2.2        -           -     -
+distill       dask 1            3.6        3.5     0.8  0.1 |   4.2   2.7  1.2 |         11.2        8       0.551   79%
+distill       dask 2            4.3        7.9     1.4  0.2 |   5.8   5.9  1.9 |         24.8       21       0.570   74%
+distill       dask 4            5.1       15.6     2.2  0.2 |  10.5   9.6  3.0 |         40.1     37.5       0.598   67%
+  (self-instruct: the same pattern, 3.3 / 13.3 / 28.5 / 49.4 ms CPU per request during teach.)
+
+Also measured: distill 960 instructions (load 3-6): single 43.8 req/s, dask 1 26.3 (0.60x), dask 4 14.5 (0.33x);
+ms CPU per request during teach 1.6 / 9.8 / 40.9; 30 and 136 batches. Latency 2 s, C=128, 640 instructions:
+single 39.4 req/s (127 of 128 in flight), dask 1 18.7 (0.47x), dask 2 19.0 (0.48x), dask 4 12.0 (0.30x); dask 1
+ran 10 batches of 64 requests one after the other (52 in flight on average).
+
+What it says (2026-12-02; prefect 3.8.8, prefect-dask 0.3.7, distributed 2026.8.0):
+on one 2-core box, --runner dask is slower than the single process at every worker count, and more workers is
+slower still. The single process keeps the window full (31.5 of 32 in flight): the teacher's latency bounds it
+(C / latency = 64 req/s). With Dask the costs that grow with workers are (1) start-up: a nanny and a worker
+process per worker, each importing distributed, Prefect and datagen (+1.7 to +6.4 s before the first request,
+~4 s CPU per worker); (2) per batch: each `teacher-requests` task run costs ~0.2-0.3 s CPU across the processes
+(py-spy on a dask-1 run, not part of this bench: on the worker, Prefect's task engine rebuilds its settings and
+two API clients, each with a new SSL context, for every task run, and datagen opens a new HTTP session; in the
+driver, Prefect serialises the settings context for every submit), and the number of batches grows with workers
+(batch_max = C / workers, and batches go out only part full: 8, 21, 37.5 batches for 240 requests); (3) a worker
+runs one batch at a time (one thread, held for the batch's slowest request), so requests in flight are at most
+workers x batch fill, not C. The bottleneck moves from the teacher (single) to the serial batch round trip
+(dask 1: 79% of the time inside task runs) and then to the two cores (dask 2-4: machine busy 76-100%). The
+Prefect API server (0.7-2.6 s CPU per run) and the stub (0.1-0.2 s) are not the limit here.
 """
 from __future__ import annotations
 
@@ -344,8 +384,8 @@ def print_tables(results: list[dict], a: argparse.Namespace, total_s: float) -> 
     print(f"Scale-out bench: fixed latency {a.latency} s per generation request, --max-concurrency {a.concurrency}, "
           f"distill {a.instructions} instructions (--judge off), self-instruct -n {a.si_n} overlapped; "
           f"{os.cpu_count()} CPUs; {a.repeat} run(s) per config, medians shown; bench total {total_s:.0f} s")
-    hdr = (f"{'recipe':<13} {'config':<7} {'wall s':>6} {'range':>9} {'start s':>7} {'teach s':>7} {'tail s':>6} {'req':>5} "
-           f"{'req/s':>6} {'x':>5} {'rec':>5} {'rec/s':>6} {'x':>5} {'req/s teach':>11} {'x':>5} "
+    hdr = (f"{'recipe':<13} {'config':<7} {'wall s':>6} {'range':>9} {'start s':>7} {'teach s':>7} {'tail s':>6} "
+           f"{'req':>5} {'req/s':>6} {'x':>5} {'rec':>5} {'rec/s':>6} {'x':>5} {'req/s teach':>11} {'x':>5} "
            f"{'flight mean/max':>15}  per worker")
     print(hdr)
     print("-" * len(hdr))
@@ -364,11 +404,17 @@ def print_tables(results: list[dict], a: argparse.Namespace, total_s: float) -> 
               f"{ratio('records_s'):>5} {_f(r['requests_teach_s'], '11.1f'):>11} {ratio('requests_teach_s'):>5} "
               f"{flight:>15}  {spread(r['requests_per_worker'])}{note}")
     print("range: min-max wall s over the runs; x: ratio to the single process (same recipe); req/s, rec/s over "
-          "wall s; req/s teach over teach s; per worker: requests per Dask worker (manifest runner.roles); flight: requests in flight at the stub (mean over the generation period / peak)")
+          "wall s; req/s teach over teach s; per worker: requests per Dask worker (manifest runner.roles); "
+          "flight: requests in flight at the stub (mean over the generation period / peak)")
+    for recipe, b in base.items():
+        extra = [f"{r['config']} {r['start_s'] - b['start_s']:+.1f} s" for r in results
+                 if r["recipe"] == recipe and r["runner"] == "dask" and r["start_s"] is not None and b["start_s"]]
+        if extra:
+            print(f"{recipe}: start s beyond the single process's (the LocalCluster's start-up): {', '.join(extra)}")
     print()
     hdr = (f"{'recipe':<13} {'config':<7} {'CPU s driver':>12} {'dask procs':>10} {'prefect':>7} {'stub':>6} "
-           f"{'total':>6} {'start':>6} {'teach':>6} {'tail':>6} {'ms/req teach':>12} {'machine busy':>12} {'load1':>5} {'batches':>7} {'task runs':>9} "
-           f"{'task run s':>10} {'workers busy':>12}")
+           f"{'total':>6} {'start':>6} {'teach':>6} {'tail':>6} {'ms/req teach':>12} {'machine busy':>12} {'load1':>5} "
+           f"{'batches':>7} {'task runs':>9} {'task run s':>10} {'workers busy':>12}")
     print(hdr)
     print("-" * len(hdr))
     for r in results:
@@ -386,7 +432,8 @@ def print_tables(results: list[dict], a: argparse.Namespace, total_s: float) -> 
           "dask procs: its children, LocalCluster nannies and workers; prefect: the bench's one server; "
           "start/teach/tail: the total split at the first request and the last answer; ms/req teach: teach CPU / "
           "requests); "
-          "machine busy: share of all cores busy during the run, whatever ran (load1: the 1-min load average at its end);\ntask runs: the run's "
+          "machine busy: share of all cores busy during the run, whatever ran (load1: the 1-min load average at "
+          "its end);\ntask runs: the run's "
           "`teacher-requests` task runs at the Prefect API, task run s: their mean start..end (vs the stub's "
           "latency: what a batch costs beyond its slowest request), workers busy: their sum / (workers x teach s)")
     sys.stdout.flush()
