@@ -40,14 +40,14 @@ self-instruct -n 60; 211 s in all) on a 2-core machine shared with other session
 2.0-2.8 during the runs; an earlier run at load 4-5 gave the same shape, up to 1.5x slower for dask 2 and 4).
 Medians of 2 runs; x = ratio to the single process:
 
-  recipe        config  wall s start s teach s tail s  req  req/s    x  rec/s    x  req/s teach    x  flight  per worker
-  distill       single     7.4     2.6     4.1    0.7  240   32.6 1.00   32.6 1.00         59.0 1.00  31.5/32  -
-  distill       dask 1    11.1     4.3     5.6    1.2  240   21.7 0.67   21.7 0.67         43.1 0.73  21.3/32  240
-  distill       dask 2    14.4     4.2     8.1    2.0  240   16.7 0.51   16.7 0.51         29.5 0.50  14.7/25  151/89
+recipe        config  wall s start s teach s tail s  req  req/s    x  rec/s    x  req/s teach    x  flight  per worker
+distill       single     7.4     2.6     4.1    0.7  240   32.6 1.00   32.6 1.00         59.0 1.00  31.5/32  -
+distill       dask 1    11.1     4.3     5.6    1.2  240   21.7 0.67   21.7 0.67         43.1 0.73  21.3/32  240
+distill       dask 2    14.4     4.2     8.1    2.0  240   16.7 0.51   16.7 0.51         29.5 0.50  14.7/25  151/89
 distill       dask 4    20.1     9.0     8.4    2.8  240   12.3 0.38   12.3 0.38         28.9 0.49  14.3/31  77/72/70/21
-  self-instruct single     6.1     2.1     3.3    0.8  166   27.1 1.00   19.8 1.00         50.5 1.00  28.8/32  -
-  self-instruct dask 1    11.0     4.5     5.1    1.4  166   15.1 0.56   11.0 0.56         32.3 0.64  16.1/32  166
-  self-instruct dask 2    12.8     5.4     6.1    1.4  166   13.0 0.48    9.5 0.48         27.5 0.55  13.7/25  103/63
+self-instruct single     6.1     2.1     3.3    0.8  166   27.1 1.00   19.8 1.00         50.5 1.00  28.8/32  -
+self-instruct dask 1    11.0     4.5     5.1    1.4  166   15.1 0.56   11.0 0.56         32.3 0.64  16.1/32  166
+self-instruct dask 2    12.8     5.4     6.1    1.4  166   13.0 0.48    9.5 0.48         27.5 0.55  13.7/25  103/63
 self-instruct dask 4    14.9     6.4     6.5    2.0  166   11.1 0.41    8.1 0.41         25.6 0.51  13.3/31  52/47/40/27
 
 recipe        config  CPU s: driver dask procs prefect stub | start teach tail | ms/req teach  batches  task run s  busy
@@ -55,7 +55,7 @@ distill       single            2.7        0.0     0.7  0.1 |   2.3   0.5  0.7 |
 distill       dask 1            3.6        3.5     0.8  0.1 |   4.2   2.7  1.2 |         11.2        8       0.551   79%
 distill       dask 2            4.3        7.9     1.4  0.2 |   5.8   5.9  1.9 |         24.8       21       0.570   74%
 distill       dask 4            5.1       15.6     2.2  0.2 |  10.5   9.6  3.0 |         40.1     37.5       0.598   67%
-  (self-instruct: the same pattern, 3.3 / 13.3 / 28.5 / 49.4 ms CPU per request during teach.)
+(self-instruct: the same pattern, 3.3 / 13.3 / 28.5 / 49.4 ms CPU per request during teach.)
 
 Also measured: distill 960 instructions (load 3-6): single 43.8 req/s, dask 1 26.3 (0.60x), dask 4 14.5 (0.33x);
 ms CPU per request during teach 1.6 / 9.8 / 40.9; 30 and 136 batches. Latency 2 s, C=128, 640 instructions:
