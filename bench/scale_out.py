@@ -50,7 +50,7 @@ self-instruct dask 1    11.0     4.5     5.1    1.4  166   15.1 0.56   11.0 0.56
 self-instruct dask 2    12.8     5.4     6.1    1.4  166   13.0 0.48    9.5 0.48         27.5 0.55  13.7/25  103/63
 self-instruct dask 4    14.9     6.4     6.5    2.0  166   11.1 0.41    8.1 0.41         25.6 0.51  13.3/31  52/47/40/27
 
-recipe        config  CPU s: driver dask procs prefect stub | start teach tail | ms/req teach  batches  task run s  busy
+recipe        config  CPU s: driver dask procs prefect stub | start teach tail | ms/req teach  batches  task run s  in task
 distill       single            2.7        0.0     0.7  0.1 |   2.3   0.5  0.7 |          2.2        -           -     -
 distill       dask 1            3.6        3.5     0.8  0.1 |   4.2   2.7  1.2 |         11.2        8       0.551   79%
 distill       dask 2            4.3        7.9     1.4  0.2 |   5.8   5.9  1.9 |         24.8       21       0.570   74%
