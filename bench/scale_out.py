@@ -76,6 +76,13 @@ runs one batch at a time (one thread, held for the batch's slowest request), so 
 workers x batch fill, not C. The bottleneck moves from the teacher (single) to the serial batch round trip
 (dask 1: 79% of the time inside task runs) and then to the two cores (dask 2-4: machine busy 76-100%). The
 Prefect API server (0.7-2.6 s CPU per run) and the stub (0.1-0.2 s) are not the limit here.
+
+Then the runner changed: LocalCluster workers got 2 threads, and the driver keeps at most two batches per
+worker in flight (one on the wire, one starting; requests arriving meanwhile merge into the next). Same day,
+quieter machine (load 0.5-1.2), `--quick` (distill, 160 instructions): single 30 req/s; dask 1 0.67x, dask 2
+0.58-0.62x, dask 4 0.46x (ms CPU per request during teach 2.4 / 10 / 25-28 / 42); `--workers 2` with
+self-instruct -n 60: 0.54x (was 0.48x). Requests in flight at the stub rose from ~14 to ~19-20 of 32 with
+2-4 workers; the per-batch CPU, and the start-up, still decide on one 2-core machine.
 """
 from __future__ import annotations
 

@@ -593,12 +593,9 @@ def runner_spec(kind: str, address: str | None, workers: int | None, teacher_cfg
                            "process; the workers would only wait on it): pick one")
     if address is not None:
         return RunnerSpec(kind="dask", address=address)
-    # A worker thread runs one batch (a Prefect task run) at a time, and a batch costs ~0.1 s of Prefect
-    # overhead before its first request: enough threads that --max-concurrency requests can be in flight
-    # even when they arrive a few at a time (the overlapped schedule sends one as each answer lands).
-    workers = workers or 2
-    threads = min(32, max(2, -(-teacher_cfg.max_concurrency // workers)))
-    return RunnerSpec(kind="dask", workers=workers, threads=threads)
+    # A worker thread runs one batch (a Prefect task run) at a time; the driver keeps two batches per
+    # worker in flight (one on the wire, one starting: its Prefect overhead overlaps the other's wait).
+    return RunnerSpec(kind="dask", workers=workers or 2, threads=2)
 
 
 def check_scheduler(run: dict[str, Any], timeout_s: float = 5.0) -> None:

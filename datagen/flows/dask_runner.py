@@ -133,15 +133,18 @@ class DaskRequests:
     """Teacher.remote for one endpoint: cache misses in, micro-batches out to `teacher-requests` tasks.
     Made in the flow, outside any task (see _context)."""
 
-    def __init__(self, cfg: TeacherConfig, role: str, batch_max: int, submit: Callable[..., Any] | None = None):
+    def __init__(self, cfg: TeacherConfig, role: str, batch_max: int, max_batches: int,
+                 submit: Callable[..., Any] | None = None):
         self.cfg, self.role = cfg, role
         self.batch_max = max(1, batch_max)
+        self.max_batches = max(1, max_batches)   # batches in flight at once; more requests wait and merge
         self.keys = key_vars(cfg, role)
         self._submit = submit or teacher_requests.submit
         self._queue: list[tuple[str, str, dict[str, Any], int, asyncio.Future]] = []
         self._wake = asyncio.Event()
         self._pump: asyncio.Task | None = None
         self._sending: set[asyncio.Task] = set()
+        self._freed = asyncio.Event()
         self.per_worker: Counter = Counter()
         self.batches = 0
         # Batches are submitted in the flow's own context, never in that of the task asking: Prefect
@@ -165,10 +168,18 @@ class DaskRequests:
                 except asyncio.TimeoutError:
                     pass
             self._wake.clear()
+            while len(self._sending) >= self.max_batches:
+                # every worker has a batch on the wire and one queued: requests arriving now go together
+                self._freed.clear()
+                await self._freed.wait()
             batch, self._queue = self._queue[:self.batch_max], self._queue[self.batch_max:]
             sending = asyncio.create_task(self._send(batch), context=self._context.copy())
             self._sending.add(sending)
-            sending.add_done_callback(self._sending.discard)
+            sending.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._sending.discard(task)
+        self._freed.set()
 
     def _worker_config(self, base_url: str, model: str) -> TeacherConfig:
         # the worker only sends: this run's rate limits, budget and shared limit hold in the driver
@@ -229,7 +240,7 @@ def attach(run: dict[str, Any], teachers: list[tuple[Any, TeacherConfig | None, 
     for teacher, cfg, role in teachers:
         if cfg is None:
             continue
-        remote = DaskRequests(cfg, role, batch_max=-(-cfg.max_concurrency // workers))
+        remote = DaskRequests(cfg, role, batch_max=-(-cfg.max_concurrency // workers), max_batches=2 * workers)
         teacher.remote = remote
         remotes.append(remote)
     return remotes
