@@ -15,12 +15,15 @@ if it had sent them itself. Chosen over sharding whole recipes because:
   rerun on any runner replays it without a request;
 - --max-concurrency, --rpm/--tpm, the budget and a shared limit stay global: the driver holds a slot
   for each request for as long as a worker has it.
-Micro-batches, not a task per request: a Prefect task run costs ~30-50 ms of API round trips on this
-2-core machine (measured: 8 one-request tasks on 2 workers, 0.1 s of work each, took 1.3 s). A batch
-holds at most --max-concurrency / workers requests, so a full window puts one batch on every worker;
-it returns when its slowest request does. The workers report their task runs to the flow's Prefect
-server, so --runner dask needs a server they can reach (PREFECT_API_URL, or datagen's background one).
-bench/scale_out.py measures requests/s for 1, 2 and 4 workers against the single process.
+Micro-batches, not a task per request: a Prefect task run costs 110-140 ms from submit to its body on an
+idle worker and 0.2-0.3 s of CPU across driver, worker and server (Prefect rebuilds its settings and API
+clients per task run). A batch holds at most --max-concurrency / workers requests, and at most two
+batches per worker are in flight (one on the wire, one starting); requests arriving meanwhile merge
+into the next. A batch returns when its slowest request does. The workers report their task runs to
+the flow's Prefect server, so --runner dask needs one they can reach (PREFECT_API_URL, or datagen's
+background server). Measured by bench/scale_out.py on one 2-core machine (0.5 s teacher, C=32): 1, 2
+and 4 workers give 0.67, ~0.6 and 0.46x the single process's requests/s, the per-batch CPU and the
+workers' start-up deciding; a cluster pays off only where the requests must be sent from its machines.
 
 API keys never travel with the tasks: a worker reads the same environment variable the driver read
 (OPENAI_API_KEY, DATAGEN_API_KEY, DATAGEN_<ROLE>_API_KEY) from its own environment.
