@@ -169,3 +169,21 @@ def test_dask_without_a_shared_prefect_server_is_refused(tmp_path):
     assert p.stderr.strip().startswith("error: --runner dask: the workers report to the flow's Prefect server")
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
+def test_a_deployment_flow_runs_on_dask_with_dask_workers(tmp_path, prefect_env):
+    """The scheduled (deployment) entry point takes dask_workers like the CLI's --dask-workers."""
+    code = ("import asyncio, sys\n"
+            "from datagen.flows.scheduled import scheduled_self_instruct\n"
+            "print(asyncio.run(scheduled_self_instruct(num_instructions=6, name='night', out=sys.argv[1], "
+            "base_url=sys.argv[2], model='stub', dask_workers=2)))\n")
+    with StubServer(StubConfig(responder=lambda kind, body: responder(kind, body))) as srv:
+        p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out"), srv.base_url], cwd=REPO,
+                           env=prefect_env, capture_output=True, text=True, timeout=600)
+        asked = _generations(srv.stats)
+    assert p.returncode == 0, p.stderr[-3000:]
+    version = Path(p.stdout.strip().splitlines()[-1])
+    runner = json.loads((version / "manifest.json").read_text())["runner"]
+    assert runner["kind"] == "dask" and runner["workers"] == 2
+    assert sum(runner["roles"][0]["requests_per_worker"].values()) == _usage(version)["requests"] == asked > 0
