@@ -37,16 +37,8 @@ def start() -> None:
     """Start the background server now (commands start it on first use anyway); print its API URL."""
     from datagen.flows import server
 
-    folder = server.state_dir()
-    info = server.running(folder)
-    if info is None:
-        idle = server.idle_seconds()
-        console.print("starting the local Prefect server ...", highlight=False)
-        with server.locked(folder):
-            info = server.running(folder)
-            if info is None:
-                server.stop(folder)       # a supervisor whose server stopped answering
-                info = server.start(folder, idle)
+    info = server.ensure_running(server.state_dir(), server.idle_seconds(),
+                                 say=lambda text: console.print(text, highlight=False, soft_wrap=True))
     console.print(f"running: {info.url}; point Prefect workers or the UI at it with "
                   f"`export PREFECT_API_URL={info.url}`", highlight=False, soft_wrap=True)
     print(info.url)

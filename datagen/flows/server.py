@@ -115,10 +115,13 @@ def _not_zombie(pid: int) -> bool:
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
-    import httpx
+    """The server's /health answers 200 (the standard library's client: httpx is the teacher's, DESIGN §1)."""
+    import urllib.error
+    import urllib.request
     try:
-        return httpx.get(url.rstrip("/") + "/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
@@ -158,19 +161,25 @@ def ensure_api(say=None) -> str | None:
         return None
     if mode != "background":
         raise DatagenError(f"DATAGEN_PREFECT_SERVER: expected 'background' or 'ephemeral', got '{mode}'")
-    folder = state_dir()
-    idle = idle_seconds()
+    info = ensure_running(state_dir(), idle_seconds(), say, lease=True)
+    os.environ["PREFECT_API_URL"] = info.url
+    return info.url
+
+
+def ensure_running(folder: Path, idle_s: float, say=None, lease: bool = False) -> ServerInfo:
+    """The running background server, started when none answers (under the state lock; with `lease`, this
+    command holds it from before the lock is released, so no idle stop comes in between)."""
     with locked(folder):
         info = running(folder)
         if info is None:
             _stop_unanswering(folder)
             if say is not None:
                 say("starting a local Prefect server for datagen (first use; later commands reuse it; it stops "
-                    f"after {_idle_text(idle)}, or with `datagen server stop`)")
-            info = start(folder, idle)
-        _lease(folder)
-    os.environ["PREFECT_API_URL"] = info.url
-    return info.url
+                    f"after {_idle_text(idle_s)}, or with `datagen server stop`)")
+            info = start(folder, idle_s)
+        if lease:
+            _lease(folder)
+    return info
 
 
 def _stop_unanswering(folder: Path) -> None:
@@ -245,7 +254,8 @@ def start(folder: Path, idle_s: float) -> ServerInfo:
 
 
 def _server_env(folder: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DATAGEN_TEACHER", "PREFECT_API_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI_", "DATAGEN_TEACHER", "PREFECT_API_")) and not k.endswith("API_KEY")}
     env.update(PREFECT_HOME=str(folder / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_API_URL="")
     return env
